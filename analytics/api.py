@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from monitoring.serializers import WindowQuerySerializer
+
+from . import queries
+
+
+class AnalyticsQuerySerializer(WindowQuerySerializer):
+    """A window (default the last 7 days, or ``days=N`` as in the seed) and a result limit."""
+
+    default_window = "7d"
+
+    days = serializers.IntegerField(required=False, min_value=1, max_value=400)
+    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=1000)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "days" in attrs:
+            if {"window", "start"} & attrs.keys():
+                raise serializers.ValidationError({"days": ["Give days, window or start/end."]})
+            attrs["window"] = self.fields["window"].run_validation(f"{attrs['days']}d")
+        return super().validate(attrs)
+
+
+def _params(request: Request) -> dict[str, Any]:
+    serializer = AnalyticsQuerySerializer(
+        data=request.query_params, context={"now": timezone.now()}
+    )
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _window(params: dict[str, Any]) -> dict[str, Any]:
+    return {"start": params["start"], "end": params["end"]}
+
+
+class PopularGraphsView(APIView):
+    def get(self, request: Request) -> Response:
+        params = _params(request)
+        rows = queries.popular_graphs(params["start"], params["end"], params["limit"])
+        return Response({**_window(params), "results": rows})
+
+
+class NodeUsageView(APIView):
+    def get(self, request: Request) -> Response:
+        params = _params(request)
+        rows = queries.node_usage(params["start"], params["end"], params.get("graph"))
+        return Response({**_window(params), "results": rows[: params["limit"]]})
+
+
+class UserAnalyticsView(APIView):
+    def get(self, request: Request, user_id: str) -> Response:
+        params = _params(request)
+        return Response(
+            {**_window(params), **queries.user_analytics(user_id, params["start"], params["end"])}
+        )
+
+
+class ActiveUsersView(APIView):
+    def get(self, request: Request) -> Response:
+        params = _params(request)
+        counts = queries.active_users(params["start"], params["end"], params.get("graph"))
+        return Response({**_window(params), **counts})

@@ -1,0 +1,47 @@
+from django.contrib import admin
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from analytics import api as analytics_api
+from monitoring import api as monitoring_api
+from versioning import api as versioning_api
+
+router = DefaultRouter()
+router.register("graphs", versioning_api.GraphViewSet, basename="graph")
+router.register("runs", monitoring_api.GraphRunViewSet, basename="run")
+
+api_v1 = [
+    path("ingest/", monitoring_api.IngestView.as_view(), name="ingest"),
+    path("stats/", monitoring_api.StatsView.as_view(), name="stats"),
+    path("stats/graphs/", monitoring_api.GraphStatsView.as_view(), name="stats-graphs"),
+    path("stats/nodes/", monitoring_api.NodeStatsView.as_view(), name="stats-nodes"),
+    path("stats/series/", monitoring_api.SeriesView.as_view(), name="stats-series"),
+    path("error-rate/", monitoring_api.ErrorRateView.as_view(), name="error-rate"),
+    path(
+        "average-duration/",
+        monitoring_api.AverageDurationView.as_view(),
+        name="average-duration",
+    ),
+    path(
+        "analytics/popular-graphs/",
+        analytics_api.PopularGraphsView.as_view(),
+        name="analytics-popular-graphs",
+    ),
+    path("analytics/nodes/", analytics_api.NodeUsageView.as_view(), name="analytics-nodes"),
+    path(
+        "analytics/users/<path:user_id>/",
+        analytics_api.UserAnalyticsView.as_view(),
+        name="analytics-user",
+    ),
+    path(
+        "analytics/active-users/",
+        analytics_api.ActiveUsersView.as_view(),
+        name="analytics-active-users",
+    ),
+    path("", include(router.urls)),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+]

@@ -1,0 +1,67 @@
+"""API key authentication (``Authorization: Bearer lgm_...``) and scope permissions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
+
+from .models import ApiKey, Scope
+
+if TYPE_CHECKING:
+    from rest_framework.views import APIView
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """Authenticates requests that carry an API key; ``request.auth`` is the ``ApiKey``."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <key>'.")
+        try:
+            raw_key = header[1].decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from exc
+        api_key = ApiKey.objects.for_raw_key(raw_key)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        api_key.touch(timezone.now())
+        return AnonymousUser(), api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+class _ScopePermission(permissions.BasePermission):
+    """Allows an API key with the scope, or a signed-in staff user (the admin's own pages)."""
+
+    scope: str
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if isinstance(request.auth, ApiKey):
+            if request.auth.has_scope(self.scope):
+                return True
+            self.message = f"This API key lacks the '{self.scope}' scope."
+            return False
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff)
+
+
+class IngestScope(_ScopePermission):
+    scope = Scope.INGEST
+
+
+class ReadScope(_ScopePermission):
+    scope = Scope.READ
+
+
+class ManageScope(_ScopePermission):
+    scope = Scope.MANAGE
