@@ -40,7 +40,8 @@ class IngestView(APIView):
             if declared.isdigit() and int(declared) > settings.LGMON_INGEST_MAX_BODY_BYTES:
                 # Refuse before reading a body that is too large anyway.
                 raise ingest.BatchError(413, ingest.body_too_large())
-            data = ingest.parse_body(request.body)
+            body = ingest.decompress(request.body, request.headers.get("Content-Encoding", ""))
+            data = ingest.parse_body(body)
         except ingest.BatchError as exc:
             return Response({"detail": exc.detail}, status=exc.status)
         outcome = ingest.ingest(data, timezone.now())

@@ -55,7 +55,7 @@ def quantiles(
     2. For each q, the wanted rank is ``q * (total - 1)`` (0-based, as DDSketch and numpy's
        "lower" method count); walk the cumulative counts to the bucket holding that rank.
     3. Report the bucket's representative value, clamped to the exact ``lowest`` / ``highest``
-       duration when those are known, so p0 and p100 are exact.
+       duration when those are known; p0 and p100 are then those exact values.
 
     Returns ``None`` for every quantile when the histogram is empty.
     """
@@ -75,8 +75,8 @@ def quantiles(
                 value = bucket_value(index)
                 break
         if lowest is not None:
-            value = max(value, lowest)
+            value = lowest if q <= 0 else max(value, lowest)
         if highest is not None:
-            value = min(value, highest)
+            value = highest if q >= 1 else min(value, highest)
         results.append(value)
     return results

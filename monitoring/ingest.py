@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -359,6 +360,24 @@ class IngestOutcome:
 
 def body_too_large() -> str:
     return f"Request body is larger than {settings.LGMON_INGEST_MAX_BODY_BYTES} bytes."
+
+
+def decompress(body: bytes, content_encoding: str) -> bytes:
+    """Undo ``Content-Encoding: gzip``, refusing bodies that inflate past the size limit."""
+    encoding = content_encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise BatchError(415, f"Unsupported Content-Encoding '{encoding}': send gzip or none.")
+    limit = settings.LGMON_INGEST_MAX_BODY_BYTES
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BatchError(400, f"Body is not valid gzip: {exc}") from exc
+    if len(inflated) > limit or inflater.unconsumed_tail:
+        raise BatchError(413, body_too_large())
+    return inflated
 
 
 def parse_body(body: bytes) -> dict[str, Any]:

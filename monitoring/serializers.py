@@ -76,13 +76,8 @@ class SeriesQuerySerializer(WindowQuerySerializer):
         attrs["step"] = STEPS[attrs["step"]]
         points = (attrs["end"] - attrs["start"]) / attrs["step"]
         if points > MAX_SERIES_POINTS:
-            raise serializers.ValidationError(
-                {
-                    "step": [
-                        f"Gives {points:.0f} points, at most {MAX_SERIES_POINTS}: use a larger step."
-                    ]
-                }
-            )
+            message = f"Gives {points:.0f} points, at most {MAX_SERIES_POINTS}: use a longer step."
+            raise serializers.ValidationError({"step": [message]})
         return attrs
 
 

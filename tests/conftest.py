@@ -1,0 +1,118 @@
+"""Shared fixtures: named actors (an admin, an app key, a reader key) and a batch builder.
+
+When DATABASE_URL or CELERY_BROKER_URL name a server, the suite must reach it: a server that
+is down fails the run at once instead of skipping tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from monitoring.models import ApiKey
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if broker.startswith(("redis://", "amqp://")):
+        url = urlparse(broker)
+        port = url.port or (6379 if url.scheme == "redis" else 5672)
+        try:
+            socket.create_connection((url.hostname or "127.0.0.1", port), timeout=3).close()
+        except OSError as exc:
+            raise pytest.UsageError(f"CELERY_BROKER_URL={broker} is unreachable: {exc}") from exc
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def make_key(*scopes: str, name: str = "test") -> tuple[ApiKey, str]:
+    key = ApiKey(name=name, scopes=list(scopes))
+    raw = key.set_new_secret()
+    key.save()
+    return key, raw
+
+
+@pytest.fixture
+def app_client(db: None) -> APIClient:
+    """An instrumented app: an API key with the ingest scope only."""
+    _, raw = make_key("ingest", name="app")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+@pytest.fixture
+def reader_client(db: None) -> APIClient:
+    """A dashboard or script: an API key with the read scope only."""
+    _, raw = make_key("read", name="reader")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+@pytest.fixture
+def admin_user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser("alice", "alice@example.com", "pw")
+
+
+def graph_run(
+    graph: str = "support-bot",
+    *,
+    status: str = "success",
+    started_at: datetime | Any = None,
+    duration_ms: float = 120.0,
+    nodes: list[tuple[str, str, float]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One graph run as the SDK sends it; ``nodes`` are (name, status, duration_ms).
+
+    ``started_at`` may be a datetime or any raw value to send as it is.
+    """
+    raw_start = started_at if started_at is not None else timezone.now() - timedelta(seconds=5)
+    started = raw_start.isoformat() if isinstance(raw_start, datetime) else raw_start
+    node_started = started if isinstance(raw_start, datetime) else timezone.now().isoformat()
+    run: dict[str, Any] = {
+        "run_id": str(uuid.uuid4()),
+        "graph": graph,
+        "status": status,
+        "started_at": started,
+        "duration_ms": duration_ms,
+        "node_runs": [
+            {
+                "run_id": str(uuid.uuid4()),
+                "node": name,
+                "status": node_status,
+                "started_at": node_started,
+                "duration_ms": node_ms,
+            }
+            for name, node_status, node_ms in (nodes or [])
+        ],
+    }
+    run.update(extra)
+    return run
+
+
+@pytest.fixture
+def post_batch(app_client: APIClient) -> Callable[..., Any]:
+    def post(graph_runs: list[dict[str, Any]] | None = None, **body: Any) -> Any:
+        payload = {"graph_runs": graph_runs or [], **body}
+        return app_client.post("/api/v1/ingest/", payload, format="json")
+
+    return post
+
+
+def uses_postgres() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
