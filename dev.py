@@ -3,6 +3,7 @@
 
     python3 dev.py run    install, migrate, create an admin, start web + worker + beat
     python3 dev.py test   install and run the whole test suite (extra args go to pytest)
+    python3 dev.py check  ruff (lint and format) and mypy
 
 Everything is installed into ./.venv; it is reinstalled when pyproject.toml changes.
 This file uses the standard library only, since it runs before anything is installed.
@@ -93,15 +94,27 @@ def test(pytest_args: list[str]) -> int:
     return subprocess.run([str(PYTHON), "-m", "pytest", *pytest_args], cwd=ROOT).returncode
 
 
+def check() -> int:
+    ensure_venv()
+    steps = [
+        [str(BIN / "ruff"), "check", "."],
+        [str(BIN / "ruff"), "format", "--check", "."],
+        [str(BIN / "mypy"), "."],
+    ]
+    return max(subprocess.run(step, cwd=ROOT).returncode for step in steps)
+
+
 def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before anything checks it
         print(f"lgmon needs Python 3.11 or newer, this is {sys.version.split()[0]}")
         return 2
-    if not argv or argv[0] not in {"run", "test"}:
+    if not argv or argv[0] not in {"run", "test", "check"}:
         print(__doc__)
         return 2
     if argv[0] == "run":
         return run()
+    if argv[0] == "check":
+        return check()
     return test(argv[1:])
 
 

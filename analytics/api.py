@@ -25,7 +25,7 @@ class AnalyticsQuerySerializer(WindowQuerySerializer):
         if "days" in attrs:
             if {"window", "start"} & attrs.keys():
                 raise serializers.ValidationError({"days": ["Give days, window or start/end."]})
-            attrs["window"] = self.fields["window"].run_validation(f"{attrs['days']}d")
+            attrs["window"] = self.validate_window(f"{attrs['days']}d")
         return super().validate(attrs)
 
 

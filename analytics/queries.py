@@ -22,7 +22,7 @@ def _rollup_counts(
     totals: dict[tuple[Any, ...], dict[str, int]] = {}
     for model, lo, hi in window_pieces(start, end):
         rows = (
-            model.objects.filter(scope.filter(), bucket_start__gte=lo, bucket_start__lt=hi)
+            model._default_manager.filter(scope.filter(), bucket_start__gte=lo, bucket_start__lt=hi)
             .values(*by)
             .annotate(runs=Sum("count"), errors=Sum("count", filter=Q(status=RunStatus.ERROR)))
         )

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from rest_framework.routers import DefaultRouter
 
 from analytics import api as analytics_api
@@ -10,7 +10,7 @@ router = DefaultRouter()
 router.register("graphs", versioning_api.GraphViewSet, basename="graph")
 router.register("runs", monitoring_api.GraphRunViewSet, basename="run")
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("ingest/", monitoring_api.IngestView.as_view(), name="ingest"),
     path("stats/", monitoring_api.StatsView.as_view(), name="stats"),
     path("stats/graphs/", monitoring_api.GraphStatsView.as_view(), name="stats-graphs"),

@@ -32,7 +32,7 @@ class ReadOnlyAdminMixin:
 
 class NodeRunInline(ReadOnlyAdminMixin, admin.TabularInline[NodeRun, GraphRun]):
     model = NodeRun
-    fields = ["node", "status", "started_at", "duration_ms", "attempt", "error", "run_id"]
+    fields = ("node", "status", "started_at", "duration_ms", "attempt", "error", "run_id")
     readonly_fields = fields
     ordering = ["started_at"]
     extra = 0

@@ -45,12 +45,12 @@ class IngestView(APIView):
         except ingest.BatchError as exc:
             return Response({"detail": exc.detail}, status=exc.status)
         outcome = ingest.ingest(data, timezone.now())
-        body = {
+        results = {
             "summary": outcome.counts,
             "graph_runs": outcome.graph_runs,
             "metric_points": outcome.metric_points,
         }
-        return Response(body, status=outcome.http_status)
+        return Response(results, status=outcome.http_status)
 
 
 def _validated(

@@ -260,11 +260,12 @@ _ROW_FIELDS = (
 def _rows(
     model: type[RunRollup], lo: datetime, hi: datetime, scope: Scope, extra: Sequence[str]
 ) -> Iterable[dict[str, Any]]:
-    return (
-        model.objects.filter(scope.filter(), bucket_start__gte=lo, bucket_start__lt=hi)
+    rows: Iterable[dict[str, Any]] = (
+        model._default_manager.filter(scope.filter(), bucket_start__gte=lo, bucket_start__lt=hi)
         .values(*extra, *_ROW_FIELDS)
         .iterator(chunk_size=2000)
     )
+    return rows
 
 
 def window_stats(start: datetime, end: datetime, scope: Scope) -> dict[str, Any]:

@@ -115,4 +115,4 @@ def post_batch(app_client: APIClient) -> Callable[..., Any]:
 
 
 def uses_postgres() -> bool:
-    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    return bool(settings.DATABASES["default"]["ENGINE"].endswith("postgresql"))

@@ -1,0 +1,102 @@
+"""The Celery wiring, proven with real processes: a worker and beat on the configured broker
+(kombu's filesystem transport by default, Redis when CELERY_BROKER_URL says so)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from monitoring.models import GraphRun, NodeRun
+from versioning.models import Graph
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{host}:{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def celery_processes(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "LGMON_DATA_DIR": str(tmp_path),
+        "LGMON_PRUNE_INTERVAL_S": "1",
+    }
+    celery = [sys.executable, "-m", "celery", "-A", "lgmon_site"]
+    logs = [open(tmp_path / name, "wb") for name in ("worker.log", "beat.log")]  # noqa: SIM115
+    processes = [
+        subprocess.Popen(
+            [*celery, "worker", "-l", "info", "-c", "1", "--without-mingle", "--without-gossip"],
+            cwd=ROOT,
+            env=env,
+            stdout=logs[0],
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [*celery, "beat", "-l", "info", "-s", str(tmp_path / "beat-schedule")],
+            cwd=ROOT,
+            env=env,
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+        ),
+    ]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs:
+            log.close()
+
+
+def test_it_prunes_old_runs_on_the_beat_schedule(
+    celery_processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    graph = Graph.objects.create(name="support-bot")
+    now = timezone.now()
+    old, fresh = (
+        GraphRun.objects.create(
+            run_id=uuid.uuid4(), graph=graph, status="success", started_at=started, duration_ms=5
+        )
+        for started in (now - timedelta(days=30), now - timedelta(minutes=1))
+    )
+    NodeRun.objects.create(
+        graph_run=old, node="a", status="success", started_at=old.started_at, duration_ms=1
+    )
+
+    deadline = time.monotonic() + 60
+    while GraphRun.objects.filter(id=old.id).exists() and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in celery_processes), (
+            tmp_path / "worker.log"
+        ).read_text()
+        time.sleep(0.5)
+
+    logs = "\n".join((tmp_path / name).read_text() for name in ("worker.log", "beat.log"))
+    assert not GraphRun.objects.filter(id=old.id).exists(), logs
+    assert not NodeRun.objects.exists()
+    assert GraphRun.objects.filter(id=fresh.id).exists()
+    assert "Sending due task prune-raw-data" in logs
+    assert "monitoring.tasks.prune_raw_data" in logs
