@@ -173,8 +173,8 @@ def _duration(raw: dict[str, Any], errors: Errors) -> float | None:
 
 def _status(raw: dict[str, Any], errors: Errors) -> str | None:
     value = raw.get("status")
-    if value in STATUSES:
-        return str(value)
+    if isinstance(value, str) and value in STATUSES:
+        return value
     if value is None:
         errors["status"] = ["This field is required."]
     else:
@@ -489,7 +489,9 @@ def _copy_rows(
     now: datetime,
 ) -> None:
     """Write with PostgreSQL ``COPY``, taking graph run ids from their sequence up front."""
-    with connection.cursor() as wrapper:
+    # The raw psycopg cursor bypasses Django's error translation; restore it so a unique
+    # violation surfaces as IntegrityError and ``store`` retries.
+    with connection.cursor() as wrapper, connection.wrap_database_errors:
         cursor = wrapper.cursor
         if runs:
             cursor.execute(
