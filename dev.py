@@ -64,6 +64,8 @@ def run() -> int:
     def stop(*_: object) -> None:
         raise KeyboardInterrupt
 
+    # Set explicitly: a shell that starts this in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     exit_code = 0
     try:
