@@ -146,3 +146,14 @@ def test_it_shows_usage_analytics_in_the_admin(admin_client_: Client, post_batch
 def test_it_keeps_the_admin_from_anonymous_users(client: Client) -> None:
     response = client.get(reverse("admin:monitoring_graphrun_changelist"))
     assert response.status_code == 302
+
+
+def test_it_lists_graphs_with_their_last_day_of_traffic(
+    admin_client_: Client, post_batch: Any
+) -> None:
+    post_batch([graph_run(status="error"), graph_run(), graph_run(), graph_run("quiet")])
+    response = admin_client_.get(reverse("admin:versioning_graph_changelist"))
+    assert response.status_code == 200
+    rows = {graph.name: graph for graph in response.context["cl"].result_list}
+    assert (rows["support-bot"].runs_24h, rows["support-bot"].errors_24h) == (3, 1)
+    assert "33.3%" in response.content.decode()
