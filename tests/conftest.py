@@ -45,22 +45,24 @@ def make_key(*scopes: str, name: str = "test") -> tuple[ApiKey, str]:
     return key, raw
 
 
-@pytest.fixture
-def app_client(db: None) -> APIClient:
-    """An instrumented app: an API key with the ingest scope only."""
-    _, raw = make_key("ingest", name="app")
+def key_client(*scopes: str, name: str = "test") -> APIClient:
+    """An API client that authenticates with a fresh key holding ``scopes``."""
+    _, raw = make_key(*scopes, name=name)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return client
+
+
+@pytest.fixture
+def app_client(db: None) -> APIClient:
+    """An instrumented app: an API key with the ingest scope only."""
+    return key_client("ingest", name="app")
 
 
 @pytest.fixture
 def reader_client(db: None) -> APIClient:
     """A dashboard or script: an API key with the read scope only."""
-    _, raw = make_key("read", name="reader")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
+    return key_client("read", name="reader")
 
 
 @pytest.fixture
