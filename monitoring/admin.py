@@ -17,6 +17,7 @@ from .models import (
     NodeRun,
     RunRollup,
     Scope,
+    SessionActivity,
 )
 
 
@@ -104,6 +105,16 @@ class RollupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[RunRollup]):
     @admin.display(description="avg ms")
     def average_ms(self, obj: RunRollup) -> str:
         return f"{obj.duration_sum_ms / obj.count:.1f}" if obj.count else "-"
+
+
+@admin.register(SessionActivity)
+class SessionActivityAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[SessionActivity]):
+    list_display = ["bucket_start", "graph", "user_id", "session_id", "runs"]
+    list_filter = ["graph"]
+    list_select_related = ["graph"]
+    search_fields = ["=user_id", "=session_id"]
+    date_hierarchy = "bucket_start"
+    show_full_result_count = False
 
 
 admin.site.register(MinuteRollup, RollupAdmin)

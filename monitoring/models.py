@@ -140,6 +140,32 @@ class HourRollup(RunRollup):
         ]
 
 
+class SessionActivity(models.Model):
+    """Graph runs per hour × graph × user × session, written by ingest with the rollups.
+
+    Distinct users and sessions over a window read these rows (one per session and hour)
+    instead of every run. Runs with neither a user nor a session id are not recorded here.
+    """
+
+    bucket_start = models.DateTimeField()
+    graph = models.ForeignKey(Graph, on_delete=models.CASCADE, related_name="+", db_index=False)
+    user_id = models.CharField(max_length=255, blank=True)
+    session_id = models.CharField(max_length=255, blank=True)
+    runs = models.BigIntegerField()
+
+    class Meta:
+        verbose_name_plural = "session activity"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bucket_start", "graph", "user_id", "session_id"],
+                name="sessionactivity_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket_start:%Y-%m-%d %H:00} {self.user_id}/{self.session_id}"
+
+
 class Scope(models.TextChoices):
     INGEST = "ingest"
     READ = "read"

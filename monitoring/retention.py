@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from .models import GraphRun, HourRollup, MetricPoint, MinuteRollup, NodeRun
+from .models import GraphRun, HourRollup, MetricPoint, MinuteRollup, NodeRun, SessionActivity
 
 
 def _delete_in_batches(
@@ -36,7 +36,8 @@ def _delete_in_batches(
 
 def prune(now: datetime | None = None, batch_size: int | None = None) -> dict[str, int]:
     """Delete raw runs and metric points older than the raw retention, and rollups older
-    than theirs. Returns how many rows of each kind went."""
+    than theirs (session activity lives as long as minute rollups). Returns how many rows of
+    each kind went."""
     now = now or timezone.now()
     batch_size = batch_size or settings.LGMON_PRUNE_BATCH_SIZE
     raw_cutoff = now - timedelta(days=settings.LGMON_RAW_RETENTION_DAYS)
@@ -51,6 +52,9 @@ def prune(now: datetime | None = None, batch_size: int | None = None) -> dict[st
         ),
         "minute_rollups": _delete_in_batches(
             MinuteRollup.objects.filter(bucket_start__lt=minute_cutoff), batch_size
+        ),
+        "session_activity": _delete_in_batches(
+            SessionActivity.objects.filter(bucket_start__lt=minute_cutoff), batch_size
         ),
         "hour_rollups": _delete_in_batches(
             HourRollup.objects.filter(bucket_start__lt=hour_cutoff), batch_size

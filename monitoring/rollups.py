@@ -21,7 +21,7 @@ from django.db import connection
 from django.db.models import Q
 
 from . import histogram
-from .models import HourRollup, MinuteRollup, RunRollup, RunStatus
+from .models import HourRollup, MinuteRollup, RunRollup, RunStatus, SessionActivity
 
 if TYPE_CHECKING:
     from .ingest import GraphRunIn
@@ -94,9 +94,38 @@ def aggregate(
 
 
 def add_runs(runs: Sequence[GraphRunIn], graph_ids: dict[str, int]) -> None:
-    """Add freshly stored runs to the minute and hour rollups (call inside the transaction)."""
+    """Add freshly stored runs to the minute and hour rollups and the session activity
+    (call inside the ingest transaction)."""
     for model, floor in ((MinuteRollup, floor_minute), (HourRollup, floor_hour)):
         upsert(model, aggregate(runs, graph_ids, floor))
+    upsert_activity(runs, graph_ids)
+
+
+def upsert_activity(runs: Sequence[GraphRunIn], graph_ids: dict[str, int]) -> None:
+    """Count runs per hour × graph × user × session, adding to the stored rows."""
+    counts: dict[tuple[datetime, int, str, str], int] = {}
+    for run in runs:
+        if run.user_id or run.session_id:
+            key = (floor_hour(run.started_at), graph_ids[run.graph], run.user_id, run.session_id)
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return
+    table = SessionActivity._meta.db_table
+    keys = sorted(counts)
+    with connection.cursor() as cursor:
+        for start in range(0, len(keys), UPSERT_CHUNK):
+            chunk = keys[start : start + UPSERT_CHUNK]
+            params: list[Any] = []
+            for key in chunk:
+                params.extend((*key, counts[key]))
+            values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {table} (bucket_start, graph_id, user_id, session_id, runs)"
+                f" VALUES {values}"
+                " ON CONFLICT (bucket_start, graph_id, user_id, session_id) DO UPDATE SET"
+                f" runs = {table}.runs + excluded.runs",
+                params,
+            )
 
 
 def upsert(model: type[RunRollup], groups: dict[RollupKey, Accumulator]) -> None:

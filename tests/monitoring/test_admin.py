@@ -30,7 +30,15 @@ def stored_run(post_batch: Any) -> GraphRun:
 
 @pytest.mark.parametrize(
     "model",
-    ["graphrun", "noderun", "metricpoint", "minuterollup", "hourrollup", "apikey"],
+    [
+        "graphrun",
+        "noderun",
+        "metricpoint",
+        "minuterollup",
+        "hourrollup",
+        "sessionactivity",
+        "apikey",
+    ],
 )
 def test_it_lists_every_monitoring_model(
     admin_client_: Client, stored_run: GraphRun, model: str

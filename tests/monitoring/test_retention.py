@@ -53,7 +53,13 @@ def test_it_prunes_raw_data_past_retention_in_batches_and_keeps_rollups_longer(
 
     deleted = retention.prune(now=NOW, batch_size=2)
 
-    assert deleted == {"graph_runs": 5, "metric_points": 1, "minute_rollups": 1, "hour_rollups": 1}
+    assert deleted == {
+        "graph_runs": 5,
+        "metric_points": 1,
+        "minute_rollups": 1,
+        "session_activity": 0,
+        "hour_rollups": 1,
+    }
     assert list(GraphRun.objects.values_list("id", flat=True)) == [kept.id]
     assert set(NodeRun.objects.values_list("graph_run_id", flat=True)) == {kept.id}
     assert not GraphRun.objects.filter(id__in=[run.id for run in old_runs]).exists()
