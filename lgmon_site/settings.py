@@ -161,6 +161,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "apply-rollup-deltas": {
+        "task": "monitoring.tasks.apply_rollup_deltas",
+        "schedule": timedelta(seconds=env.float("LGMON_ROLLUP_INTERVAL_S", default=2.0)),
+    },
     "prune-raw-data": {
         "task": "monitoring.tasks.prune_raw_data",
         "schedule": timedelta(seconds=env.float("LGMON_PRUNE_INTERVAL_S", default=300.0)),

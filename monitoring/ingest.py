@@ -23,7 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from versioning.models import Graph
 
 from . import rollups
-from .models import GraphRun, MetricPoint, NodeRun, RunStatus
+from .models import GraphRun, MetricPoint, NodeRun, RollupDelta, RunStatus
 
 STATUSES = frozenset(RunStatus.values)
 MAX_DURATION_MS = 7 * 24 * 3600 * 1000.0
@@ -478,7 +478,9 @@ def _store_once(
     writer = _copy_rows if connection.vendor == "postgresql" else _insert_rows
     writer(new_runs, graph_ids, points, now)
     if new_runs:
-        rollups.add_runs(new_runs, graph_ids)
+        RollupDelta.objects.create(
+            payload=rollups.encode_delta(new_runs, graph_ids), created_at=now
+        )
     return duplicates
 
 

@@ -109,7 +109,8 @@ class RunRollup(models.Model):
     duration_sum_ms = models.FloatField()
     duration_min_ms = models.FloatField()
     duration_max_ms = models.FloatField()
-    histogram = models.JSONField(default=dict)
+    # Dense log-spaced latency histogram, see monitoring.histogram.Histogram.to_bytes.
+    histogram = models.BinaryField(default=bytes)
 
     class Meta:
         abstract = True
@@ -138,6 +139,20 @@ class HourRollup(RunRollup):
                 fields=["bucket_start", "graph", "node", "status"], name="hourrollup_key"
             )
         ]
+
+
+class RollupDelta(models.Model):
+    """What one ingest batch adds to the rollups, waiting for ``rollups.apply_pending``.
+
+    Written in the ingest transaction, claimed and deleted by the rollup task, so ingest
+    requests never contend for the hot rollup rows of the current minute.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    payload = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"rollup delta {self.id} ({self.created_at:%H:%M:%S})"
 
 
 class SessionActivity(models.Model):

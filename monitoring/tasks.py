@@ -2,9 +2,14 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import retention
+from . import retention, rollups
 
 
 @shared_task(ignore_result=True)
 def prune_raw_data() -> dict[str, int]:
     return retention.prune()
+
+
+@shared_task(ignore_result=True)
+def apply_rollup_deltas() -> int:
+    return rollups.apply_pending()

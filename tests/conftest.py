@@ -19,6 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from monitoring import rollups
 from monitoring.models import ApiKey
 
 
@@ -109,9 +110,17 @@ def graph_run(
 
 @pytest.fixture
 def post_batch(app_client: APIClient) -> Callable[..., Any]:
-    def post(graph_runs: list[dict[str, Any]] | None = None, **body: Any) -> Any:
+    """POST a batch to the ingest API as the app; then, unless ``roll_up=False``, fold it
+    into the rollups as the beat task would a moment later."""
+
+    def post(
+        graph_runs: list[dict[str, Any]] | None = None, *, roll_up: bool = True, **body: Any
+    ) -> Any:
         payload = {"graph_runs": graph_runs or [], **body}
-        return app_client.post("/api/v1/ingest/", payload, format="json")
+        response = app_client.post("/api/v1/ingest/", payload, format="json")
+        if roll_up:
+            rollups.apply_pending()
+        return response
 
     return post
 

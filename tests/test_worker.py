@@ -16,7 +16,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from monitoring.models import GraphRun, NodeRun
+from monitoring import ingest, rollups
+from monitoring.models import GraphRun, NodeRun, RollupDelta
+from tests.conftest import graph_run
 from versioning.models import Graph
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -39,6 +41,7 @@ def celery_processes(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
         "DATABASE_URL": _database_url(),
         "LGMON_DATA_DIR": str(tmp_path),
         "LGMON_PRUNE_INTERVAL_S": "1",
+        "LGMON_ROLLUP_INTERVAL_S": "1",
     }
     celery = [sys.executable, "-m", "celery", "-A", "lgmon_site"]
     logs = [open(tmp_path / name, "wb") for name in ("worker.log", "beat.log")]  # noqa: SIM115
@@ -100,3 +103,25 @@ def test_it_prunes_old_runs_on_the_beat_schedule(
     assert GraphRun.objects.filter(id=fresh.id).exists()
     assert "Sending due task prune-raw-data" in logs
     assert "monitoring.tasks.prune_raw_data" in logs
+
+
+def test_it_rolls_up_ingested_runs_on_the_beat_schedule(
+    celery_processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    now = timezone.now()
+    batch = [
+        graph_run(started_at=now - timedelta(seconds=10), status=s) for s in ("success", "error")
+    ]
+    assert ingest.ingest({"graph_runs": batch}, now).counts["created"] == 2
+    scope = rollups.Scope(graph="support-bot")
+
+    deadline = time.monotonic() + 60
+    while RollupDelta.objects.exists() and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in celery_processes), (
+            tmp_path / "worker.log"
+        ).read_text()
+        time.sleep(0.5)
+
+    stats = rollups.window_stats(now - timedelta(minutes=5), now + timedelta(minutes=1), scope)
+    assert (stats["runs"], stats["errors"]) == (2, 1), (tmp_path / "worker.log").read_text()
+    assert "monitoring.tasks.apply_rollup_deltas" in (tmp_path / "worker.log").read_text()

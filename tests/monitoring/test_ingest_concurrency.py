@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from monitoring import ingest
+from monitoring import ingest, rollups
 from monitoring.models import GraphRun, MinuteRollup, NodeRun
 from tests.conftest import graph_run
 
@@ -43,6 +43,7 @@ def test_it_stores_each_run_once_when_the_same_batch_arrives_concurrently() -> N
         thread.join()
 
     assert errors == []
+    rollups.apply_pending()
     assert sorted(outcome["created"] for outcome in outcomes) == [0, 0, 0, 50]
     assert GraphRun.objects.count() == 50
     assert NodeRun.objects.count() == 50
