@@ -73,16 +73,6 @@ class Summary:
     high_ms: float
     parts: list[histogram.Histogram]
 
-    @classmethod
-    def of(cls, durations_ms: list[float]) -> Summary:
-        return cls(
-            len(durations_ms),
-            math.fsum(durations_ms),
-            min(durations_ms),
-            max(durations_ms),
-            [histogram.Histogram.of(durations_ms)],
-        )
-
     def add(self, other: Summary) -> None:
         self.count += other.count
         self.total_ms += other.total_ms
@@ -127,20 +117,19 @@ def encode_delta(runs: Iterable[GraphRunIn], graph_ids: dict[str, int]) -> bytes
             sessions[session] = sessions.get(session, 0) + 1
     entries = []
     for (minute, graph_id, node_name, status), values in durations.items():
-        summary = Summary.of(values)
-        part = summary.parts[0]
+        offset, counts = histogram.dense_counts(values)
         entries.append(
             (
                 _epoch(minute),
                 graph_id,
                 node_name,
                 status,
-                summary.count,
-                summary.total_ms,
-                summary.low_ms,
-                summary.high_ms,
-                part.offset,
-                part.counts.tolist(),
+                len(values),
+                sum(values),
+                min(values),
+                max(values),
+                offset,
+                counts,
             )
         )
     return orjson.dumps(

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from monitoring import rollups
+from monitoring import ingest, rollups
 from monitoring.models import ApiKey
 
 
@@ -32,6 +32,12 @@ def pytest_configure(config: pytest.Config) -> None:
             socket.create_connection((url.hostname or "127.0.0.1", port), timeout=3).close()
         except OSError as exc:
             raise pytest.UsageError(f"CELERY_BROKER_URL={broker} is unreachable: {exc}") from exc
+
+
+@pytest.fixture(autouse=True)
+def _forget_cached_graph_ids() -> None:
+    """Each test rolls its graphs back; ingest's per-process id cache must not outlive them."""
+    ingest._known_graph_ids.clear()
 
 
 @pytest.fixture(autouse=True)

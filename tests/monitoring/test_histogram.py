@@ -11,6 +11,7 @@ from monitoring.histogram import (
     Histogram,
     bucket_index,
     bucket_value,
+    dense_counts,
     merge,
     quantiles,
 )
@@ -31,6 +32,8 @@ def test_it_buckets_arrays_exactly_as_single_values() -> None:
         expected[bucket_index(value)] = expected.get(bucket_index(value), 0) + 1
     assert histogram.as_dict() == expected
     assert histogram.total == len(values)
+    offset, counts = dense_counts(values)
+    assert Histogram(offset, np.asarray(counts, dtype=np.int64)).as_dict() == expected
 
 
 @pytest.mark.parametrize("sigma", [0.3, 1.0, 2.0])

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from monitoring.models import ApiKey, GraphRun, MetricPoint, MinuteRollup, NodeRun
 from tests.conftest import graph_run, make_key, uses_postgres
+from versioning.models import Graph
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 24, 12, 0, 30, tzinfo=UTC)
@@ -289,3 +290,28 @@ def test_it_uses_a_constant_number_of_queries_per_batch(app_client: APIClient) -
     queries_for(1)  # creates the graph and stamps the key's last use
     # SQLite caps a statement at 999 parameters, so its multi-row inserts split sooner.
     assert queries_for(5) == queries_for(500 if uses_postgres() else 60)
+
+
+def test_it_stores_tabs_newlines_and_backslashes_unchanged(post_batch: Any) -> None:
+    tricky = 'a\tb\nc\\d\re "q" \\N'
+    run = _run(
+        status="error",
+        user_id=tricky,
+        error=tricky,
+        metadata={"k": tricky},
+        nodes=[(tricky, "success", 1.0)],
+    )
+    run["run_id"] = run["run_id"].upper()
+    assert post_batch([run]).status_code == 200
+    stored = GraphRun.objects.get(run_id=run["run_id"].lower())
+    assert (stored.user_id, stored.error, stored.metadata) == (tricky, tricky, {"k": tricky})
+    assert stored.node_runs.get().node == tricky
+
+
+@pytest.mark.django_db(transaction=True)  # the foreign key is checked at a real commit
+def test_it_recovers_when_a_cached_graph_was_deleted(post_batch: Any) -> None:
+    assert post_batch([_run(graph="ephemeral")]).status_code == 200
+    Graph.objects.filter(name="ephemeral").delete()
+    run = _run(graph="ephemeral")
+    assert post_batch([run]).status_code == 200
+    assert GraphRun.objects.get(run_id=run["run_id"]).graph.name == "ephemeral"
