@@ -111,6 +111,8 @@ def _string(
     truncate: bool = False,
 ) -> str | None:
     value = raw.get(key)
+    if type(value) is str and value and len(value) <= max_length and "\x00" not in value:
+        return value  # the common case, first
     if value is None or value == "":
         if required:
             errors[key] = ["This field is required."]
@@ -155,6 +157,8 @@ def _uuid(raw: dict[str, Any], key: str, errors: Errors, *, required: bool) -> s
 
 def _number(raw: dict[str, Any], key: str, errors: Errors) -> float | None:
     value = raw.get(key)
+    if type(value) is float and math.isfinite(value):
+        return value  # the common case, first
     if value is None:
         errors[key] = ["This field is required."]
         return None
@@ -213,11 +217,12 @@ def _timestamp(
     if moment is None:
         errors[key] = ["Must be an ISO 8601 date-time or a number of seconds since the epoch."]
         return None
-    try:
-        moment = moment.astimezone(UTC)
-    except (OverflowError, ValueError):
-        errors[key] = ["Date-time out of range."]
-        return None
+    if moment.tzinfo is not UTC:
+        try:
+            moment = moment.astimezone(UTC)
+        except (OverflowError, ValueError):
+            errors[key] = ["Date-time out of range."]
+            return None
     if moment > bounds.newest:
         errors[key] = [f"Is in the future (after {bounds.newest.isoformat()}); check the clock."]
         return None

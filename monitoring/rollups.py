@@ -147,6 +147,8 @@ def apply_pending(max_deltas: int = 500, max_rounds: int = 100) -> int:
     """
     applied = 0
     for _ in range(max_rounds):
+        if not RollupDelta.objects.exists():  # no write transaction (SQLite: lock) for nothing
+            break
         with transaction.atomic():
             deltas = list(
                 RollupDelta.objects.select_for_update(skip_locked=True)
