@@ -15,6 +15,7 @@ from .models import (
     MetricPoint,
     MinuteRollup,
     NodeRun,
+    RollupDelta,
     RunRollup,
     Scope,
     SessionActivity,
@@ -115,6 +116,20 @@ class SessionActivityAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[SessionActivity]
     search_fields = ["=user_id", "=session_id"]
     date_hierarchy = "bucket_start"
     show_full_result_count = False
+
+
+@admin.register(RollupDelta)
+class RollupDeltaAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[RollupDelta]):
+    """Batches ingested but not yet folded into the rollups: a long list means the beat
+    task or the worker is not running."""
+
+    list_display = ["id", "created_at", "payload_bytes"]
+    date_hierarchy = "created_at"
+    exclude = ["payload"]
+
+    @admin.display(description="size (bytes)")
+    def payload_bytes(self, obj: RollupDelta) -> int:
+        return len(obj.payload)
 
 
 admin.site.register(MinuteRollup, RollupAdmin)

@@ -37,6 +37,7 @@ def stored_run(post_batch: Any) -> GraphRun:
         "minuterollup",
         "hourrollup",
         "sessionactivity",
+        "rollupdelta",
         "apikey",
     ],
 )
