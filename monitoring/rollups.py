@@ -251,15 +251,19 @@ def upsert(model: type[RunRollup], groups: dict[RollupKey, Summary]) -> None:
             new_ids.extend(row[0] for row in cursor.fetchall())
     if len(new_ids) == len(keys):
         return
-    wanted = Q()
-    for bucket_start, graph_id, node, status in keys:
-        wanted |= Q(bucket_start=bucket_start, graph_id=graph_id, node=node, status=status)
-    existing = list(
+    # Buckets × graphs is a superset of the keys that needs a few parameters, not four a key;
+    # the extra rows it locks are rows of the same buckets, in the same lock order.
+    candidates = (
         model._default_manager.select_for_update()
-        .filter(wanted)
+        .filter(bucket_start__in={key[0] for key in keys}, graph_id__in={key[1] for key in keys})
         .exclude(pk__in=new_ids)
         .order_by("bucket_start", "graph_id", "node", "status")
     )
+    existing = [
+        row
+        for row in candidates
+        if (row.bucket_start, row.graph_id, row.node, row.status) in groups
+    ]
     for row in existing:
         summary = groups[(row.bucket_start, row.graph_id, row.node, row.status)]
         row.count += summary.count
