@@ -220,35 +220,28 @@ def upsert(model: type[RunRollup], groups: dict[RollupKey, Summary]) -> None:
     table = model._meta.db_table
     keys = sorted(groups)
     adapt = connection.ops.adapt_datetimefield_value
-    new_ids: list[int] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(keys), UPSERT_CHUNK):
-            chunk = keys[start : start + UPSERT_CHUNK]
-            params: list[Any] = []
-            for bucket_start, graph_id, node, status in chunk:
-                summary = groups[(bucket_start, graph_id, node, status)]
-                params.extend(
-                    (
-                        adapt(bucket_start),
-                        graph_id,
-                        node,
-                        status,
-                        summary.count,
-                        summary.total_ms,
-                        summary.low_ms,
-                        summary.high_ms,
-                        summary.histogram.to_bytes(),
-                    )
-                )
-            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
-            cursor.execute(
-                f"INSERT INTO {table} (bucket_start, graph_id, node, status, count,"
-                " duration_sum_ms, duration_min_ms, duration_max_ms, histogram)"
-                f" VALUES {values}"
-                " ON CONFLICT (bucket_start, graph_id, node, status) DO NOTHING RETURNING id",
-                params,
+    rows = []
+    for bucket_start, graph_id, node, status in keys:
+        summary = groups[(bucket_start, graph_id, node, status)]
+        rows.append(
+            (
+                adapt(bucket_start),
+                graph_id,
+                node,
+                status,
+                summary.count,
+                summary.total_ms,
+                summary.low_ms,
+                summary.high_ms,
+                summary.histogram.to_bytes(),
             )
-            new_ids.extend(row[0] for row in cursor.fetchall())
+        )
+    new_ids = _insert_many(
+        f"INSERT INTO {table} (bucket_start, graph_id, node, status, count, duration_sum_ms,"
+        " duration_min_ms, duration_max_ms, histogram) VALUES {values}"
+        " ON CONFLICT (bucket_start, graph_id, node, status) DO NOTHING RETURNING id",
+        rows,
+    )
     if len(new_ids) == len(keys):
         return
     # Buckets × graphs is a superset of the keys that needs a few parameters, not four a key;
@@ -284,23 +277,30 @@ def upsert_activity(sessions: dict[SessionKey, int]) -> None:
     if not sessions:
         return
     table = SessionActivity._meta.db_table
-    keys = sorted(sessions)
     adapt = connection.ops.adapt_datetimefield_value
+    _insert_many(
+        f"INSERT INTO {table} (bucket_start, graph_id, user_id, session_id, runs)"
+        " VALUES {values} ON CONFLICT (bucket_start, graph_id, user_id, session_id)"
+        f" DO UPDATE SET runs = {table}.runs + excluded.runs",
+        [(adapt(key[0]), *key[1:], sessions[key]) for key in sorted(sessions)],
+    )
+
+
+def _insert_many(statement: str, rows: Sequence[Sequence[Any]]) -> list[int]:
+    """Run an ``INSERT ... VALUES {values}`` for the rows, ``UPSERT_CHUNK`` rows a statement,
+    and return what it returns (the first column of each row), if anything."""
+    returned: list[int] = []
     with connection.cursor() as cursor:
-        for start in range(0, len(keys), UPSERT_CHUNK):
-            chunk = keys[start : start + UPSERT_CHUNK]
-            params: list[Any] = []
-            for hour, graph_id, user_id, session_id in chunk:
-                runs = sessions[(hour, graph_id, user_id, session_id)]
-                params.extend((adapt(hour), graph_id, user_id, session_id, runs))
-            values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
+        for start in range(0, len(rows), UPSERT_CHUNK):
+            chunk = rows[start : start + UPSERT_CHUNK]
+            placeholders = "(" + ", ".join(["%s"] * len(chunk[0])) + ")"
             cursor.execute(
-                f"INSERT INTO {table} (bucket_start, graph_id, user_id, session_id, runs)"
-                f" VALUES {values}"
-                " ON CONFLICT (bucket_start, graph_id, user_id, session_id) DO UPDATE SET"
-                f" runs = {table}.runs + excluded.runs",
-                params,
+                statement.replace("{values}", ", ".join([placeholders] * len(chunk))),
+                [value for row in chunk for value in row],
             )
+            if cursor.description is not None:
+                returned.extend(row[0] for row in cursor.fetchall())
+    return returned
 
 
 # --- reading ---------------------------------------------------------------------------------

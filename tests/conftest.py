@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -129,6 +131,32 @@ def post_batch(app_client: APIClient) -> Callable[..., Any]:
         return response
 
     return post
+
+
+def run_at_once(target: Callable[[], Any], threads: int) -> list[Any]:
+    """Call ``target`` from several threads released together (each with its own database
+    connection); returns the results, and raises the first exception any thread raised."""
+    barrier = threading.Barrier(threads)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            results.append(target())
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def uses_postgres() -> bool:

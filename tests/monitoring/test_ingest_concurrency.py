@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from monitoring import ingest, rollups
 from monitoring.models import GraphRun, MinuteRollup, NodeRun
-from tests.conftest import graph_run
+from tests.conftest import graph_run, run_at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,26 +21,8 @@ def test_it_stores_each_run_once_when_the_same_batch_arrives_concurrently() -> N
             graph_run(started_at=started, nodes=[("a", "success", 2.0)]) for _ in range(50)
         ]
     }
-    outcomes: list[dict[str, int]] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
+    outcomes = run_at_once(lambda: ingest.ingest(batch, timezone.now()).counts, threads=4)
 
-    def send() -> None:
-        try:
-            barrier.wait()
-            outcomes.append(ingest.ingest(batch, timezone.now()).counts)
-        except BaseException as exc:  # reported below, in the test's thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
     rollups.apply_pending()
     assert sorted(outcome["created"] for outcome in outcomes) == [0, 0, 0, 50]
     assert GraphRun.objects.count() == 50

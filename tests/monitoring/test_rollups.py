@@ -1,17 +1,15 @@
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import time_machine
-from django.db import connection
 from rest_framework.test import APIClient
 
 from monitoring import histogram, ingest, rollups
 from monitoring.models import HourRollup, MinuteRollup, RollupDelta, SessionActivity
-from tests.conftest import graph_run
+from tests.conftest import graph_run, run_at_once
 from versioning.models import Graph
 
 NOW = datetime(2026, 11, 24, 12, 0, 30, tzinfo=UTC)
@@ -81,25 +79,9 @@ def test_it_counts_every_run_once_when_two_workers_apply_at_the_same_time() -> N
     for _ in range(40):
         batch = [graph_run(started_at=started, nodes=[("a", "success", 3.0)]) for _ in range(5)]
         ingest.ingest({"graph_runs": batch}, NOW)
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(2)
+    applied = run_at_once(lambda: rollups.apply_pending(max_deltas=3), threads=2)
 
-    def apply() -> None:
-        try:
-            barrier.wait()
-            rollups.apply_pending(max_deltas=3)
-        except BaseException as exc:  # reported below, in the test's thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=apply) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
+    assert sum(applied) == 40
     assert not RollupDelta.objects.exists()
     assert MinuteRollup.objects.get(node="").count == 200
     assert MinuteRollup.objects.get(node="a").count == 200
