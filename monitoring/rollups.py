@@ -137,7 +137,7 @@ def encode_delta(runs: Iterable[GraphRunIn], graph_ids: dict[str, int]) -> bytes
     )
 
 
-def apply_pending(max_deltas: int = 500, max_rounds: int = 100) -> int:
+def apply_pending(max_deltas: int = 200, max_rounds: int = 200) -> int:
     """Fold pending ``RollupDelta`` rows into the rollups; returns how many were applied.
 
     Each round claims up to ``max_deltas`` of them (``FOR UPDATE SKIP LOCKED``, so workers
@@ -268,7 +268,8 @@ def upsert(model: type[RunRollup], groups: dict[RollupKey, Summary]) -> None:
     model._default_manager.bulk_update(
         existing,
         ["count", "duration_sum_ms", "duration_min_ms", "duration_max_ms", "histogram"],
-        batch_size=UPSERT_CHUNK,
+        # Django writes CASE WHEN per field: long statements are slow to build and to run.
+        batch_size=100,
     )
 
 
