@@ -31,7 +31,8 @@ MIN_INDEX = math.ceil(math.log(MIN_TRACKED_MS) / _LOG_GAMMA)
 
 _OFFSET = struct.Struct("<i")
 _STORED_COUNT = np.dtype("<u4")
-Counts = npt.NDArray[np.int64]
+# int64 when computed here; a read-only uint32 view of the stored bytes when read back.
+Counts = npt.NDArray[np.int64] | npt.NDArray[np.uint32]
 
 
 def bucket_index(duration_ms: float) -> int:
@@ -86,8 +87,8 @@ class Histogram:
         if len(blob) < _OFFSET.size:
             return cls.empty()
         (offset,) = _OFFSET.unpack_from(blob)
-        counts = np.frombuffer(blob, dtype=_STORED_COUNT, offset=_OFFSET.size)
-        return cls(offset, counts.astype(np.int64))
+        # No copy: merging adds these into an int64 array; nothing writes to them.
+        return cls(offset, np.frombuffer(blob, dtype=_STORED_COUNT, offset=_OFFSET.size))
 
     def to_bytes(self) -> bytes:
         return _OFFSET.pack(self.offset) + self.counts.astype(_STORED_COUNT).tobytes()

@@ -434,12 +434,11 @@ def grouped_window_stats(start: datetime, end: datetime, scope: Scope) -> list[d
     """``window_stats`` per graph (or per graph × node when the scope reads nodes)."""
     groups: dict[tuple[str, str], Stats] = {}
     for model, lo, hi in window_pieces(start, end):
-        for row in rows(model, lo, hi, scope, ("graph__name", "node")):
-            key = (row[0], row[1])
-            stats = groups.get(key)
+        for graph_name, node, *figures in rows(model, lo, hi, scope, ("graph__name", "node")):
+            stats = groups.get((graph_name, node))
             if stats is None:
-                stats = groups[key] = Stats()
-            stats.add(row[2:])
+                stats = groups[(graph_name, node)] = Stats()
+            stats.add(figures)
     results = []
     for (graph_name, node), stats in sorted(groups.items()):
         entry: dict[str, Any] = {"graph": graph_name}
