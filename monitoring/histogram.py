@@ -48,8 +48,8 @@ def bucket_value(index: int) -> float:
 
 
 def dense_counts(durations_ms: Iterable[float]) -> tuple[int, list[int]]:
-    """``(offset, counts)`` of a few durations, in plain Python: for small groups this beats
-    ``Histogram.of``, whose numpy calls cost more than they save under a few hundred values."""
+    """``(offset, counts)`` of some durations, in plain Python: ingest's groups are small,
+    and for them numpy's per-call overhead costs more than it saves."""
     by_index: dict[int, int] = {}
     for duration in durations_ms:
         index = bucket_index(duration)
@@ -77,10 +77,8 @@ class Histogram:
         """The histogram of some durations."""
         if not durations_ms:
             return cls.empty()
-        values = np.maximum(np.asarray(durations_ms, dtype=np.float64), MIN_TRACKED_MS)
-        indexes = np.maximum(np.ceil(np.log(values) / _LOG_GAMMA).astype(np.int64), MIN_INDEX)
-        offset = int(indexes.min())
-        return cls(offset, np.bincount(indexes - offset).astype(np.int64))
+        offset, counts = dense_counts(durations_ms)
+        return cls(offset, np.asarray(counts, dtype=np.int64))
 
     @classmethod
     def from_bytes(cls, blob: bytes | memoryview) -> Histogram:

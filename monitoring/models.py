@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -99,8 +98,6 @@ class RunRollup(models.Model):
     transaction as the raw rows, so window statistics read a few buckets, never raw runs.
     """
 
-    BUCKET: ClassVar[timedelta]
-
     bucket_start = models.DateTimeField()
     graph = models.ForeignKey(Graph, on_delete=models.CASCADE, related_name="+", db_index=False)
     node = models.CharField(max_length=200, blank=True)
@@ -120,8 +117,6 @@ class RunRollup(models.Model):
 
 
 class MinuteRollup(RunRollup):
-    BUCKET = timedelta(minutes=1)
-
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -131,8 +126,6 @@ class MinuteRollup(RunRollup):
 
 
 class HourRollup(RunRollup):
-    BUCKET = timedelta(hours=1)
-
     class Meta:
         constraints = [
             models.UniqueConstraint(

@@ -399,7 +399,7 @@ def window_pieces(
     return pieces
 
 
-_ROW_FIELDS = (
+ROW_FIELDS = (
     "status",
     "count",
     "duration_sum_ms",
@@ -417,7 +417,7 @@ def rows(
     # cursor (``.iterator()``) costs round trips even for a few.
     found: Iterable[tuple[Any, ...]] = model._default_manager.filter(
         scope.filter(), bucket_start__gte=lo, bucket_start__lt=hi
-    ).values_list(*extra, *_ROW_FIELDS)
+    ).values_list(*extra, *ROW_FIELDS)
     return found
 
 
