@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from time import perf_counter
 from typing import Any, cast
 from uuid import UUID
 
@@ -55,53 +56,100 @@ def error_text(error: BaseException) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-class _Run:
-    """One chain run in flight. Only runs that turn out to be nodes or graphs are reported."""
+class _GraphRun:
+    """A graph run in flight, then finished and queued. Its JSON is built by the sender thread
+    (:meth:`payload`), in batches, so the application's thread only records timings."""
 
     __slots__ = (
-        "attempt",
         "attempts",
+        "capture_metadata",
+        "duration_ms",
+        "enclosing",
+        "error",
+        "experiment",
+        "graph",
         "interrupted",
-        "is_graph",
-        "is_node",
         "lg_node",
         "metadata",
         "name",
-        "node_runs",
-        "parent",
+        "nodes",
         "run_id",
-        "started_at",
+        "status",
         "t0",
+        "version",
+        "wall_offset",
+        "weight",
     )
 
-    def __init__(
-        self,
-        run_id: UUID,
-        parent: _Run | None,
-        name: str,
-        metadata: dict[str, Any],
-        lg_node: str | None,
-        is_node: bool,
-    ) -> None:
+    def __init__(self, run_id: UUID, name: str, metadata: dict[str, Any], t0: float) -> None:
         self.run_id = run_id
-        self.parent = parent
         self.name = name
         self.metadata = metadata
-        self.lg_node = lg_node
-        self.is_node = is_node
-        self.is_graph = False
+        self.lg_node: str | None = metadata.get("langgraph_node")
+        self.t0 = t0
+        self.attempts: dict[str, int] = {}
+        # (run_id, node, status, start, end, attempt, error), times from perf_counter().
+        self.nodes: list[tuple[UUID, str, str, float, float, int, str]] = []
         self.interrupted = False
-        self.attempt = 1
-        self.attempts: dict[str, int] | None = None
-        self.node_runs: list[dict[str, Any]] | None = None
-        self.started_at = time.time()
-        self.t0 = time.perf_counter()
+        self.enclosing: _GraphRun | None = None
+        self.graph = self.version = self.experiment = self.status = self.error = ""
+        self.duration_ms = self.wall_offset = 0.0
+        self.weight = 0
+        self.capture_metadata = True
 
-    def enclosing_graph(self) -> _Run | None:
-        run = self.parent
-        while run is not None and not run.is_graph:
-            run = run.parent
-        return run
+    def payload(self) -> dict[str, Any]:
+        metadata = self.metadata
+        offset = self.wall_offset
+        enclosing = self.enclosing
+        kept = _kept_metadata(metadata) if self.capture_metadata else {}
+        if enclosing is not None and self.lg_node:
+            kept["lgmon_parent_node"] = self.lg_node
+        return {
+            "run_id": str(self.run_id),
+            "parent_run_id": str(enclosing.run_id) if enclosing is not None else None,
+            "graph": self.graph[:200],
+            "status": self.status,
+            "started_at": self.t0 + offset,
+            "duration_ms": self.duration_ms,
+            "user_id": _id(metadata.get("user_id")),
+            "session_id": _id(metadata.get("session_id") or metadata.get("thread_id")),
+            "version": self.version[:64],
+            "experiment": self.experiment[:200],
+            "error": self.error,
+            "metadata": kept,
+            "node_runs": [
+                {
+                    "run_id": str(run_id),
+                    "node": node,
+                    "status": status,
+                    "started_at": start + offset,
+                    "duration_ms": (end - start) * 1000.0,
+                    "attempt": attempt,
+                    "error": error,
+                }
+                for run_id, node, status, start, end, attempt, error in self.nodes
+            ],
+        }
+
+
+def _kept_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The user's own scalar metadata, bounded; not LangGraph's, LangChain's or lgmon's."""
+    kept: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if len(kept) >= MAX_METADATA_KEYS:
+            break
+        if not isinstance(key, str) or key in _OWN_FIELDS or key.startswith(_RESERVED_METADATA):
+            continue
+        if isinstance(value, str):
+            kept[key] = value[:MAX_METADATA_VALUE_CHARS]
+        elif value is None or isinstance(value, bool | int | float):
+            kept[key] = value
+    return kept
+
+
+# A chain run in flight: (parent_run_id, name, metadata, start, attempt); attempt is 0 for a
+# chain run that is not a node run.
+_Chain = tuple[UUID | None, str, dict[str, Any], float, int]
 
 
 class LangGraphMonitor(BaseCallbackHandler):
@@ -132,7 +180,8 @@ class LangGraphMonitor(BaseCallbackHandler):
         self.version = version
         self.experiment = experiment
         self.capture_metadata = capture_metadata
-        self._runs: dict[UUID, _Run] = {}
+        self._runs: dict[UUID, _Chain] = {}
+        self._graphs: dict[UUID, _GraphRun] = {}
 
     # Only chain runs matter: skip the rest before langchain-core dispatches them.
     @property
@@ -160,6 +209,7 @@ class LangGraphMonitor(BaseCallbackHandler):
         return True
 
     # Callbacks ---------------------------------------------------------------------------------
+    # Called for every chain run in the process while installed: they only record timings.
 
     def on_chain_start(
         self,
@@ -173,34 +223,39 @@ class LangGraphMonitor(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            metadata = metadata or {}
+            t0 = perf_counter()
+            if metadata is None:
+                metadata = {}
             name = kwargs.get("name") or (serialized or {}).get("name") or ""
-            lg_node = metadata.get("langgraph_node")
-            parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
-            is_node = (
-                parent is not None
-                and lg_node == name
-                and tags is not None
-                and "langsmith:hidden" not in tags
-                and any(tag.startswith("graph:step:") for tag in tags)
-            )
-            run = _Run(run_id, parent, name, metadata, lg_node, is_node)
-            if is_node:
-                assert parent is not None
-                parent.is_graph = True
-                # Retries of one task share its checkpoint namespace.
-                task = str(metadata.get("langgraph_checkpoint_ns", name))
-                attempts = parent.attempts
-                if attempts is None:
-                    attempts = parent.attempts = {}
-                run.attempt = attempts[task] = attempts.get(task, 0) + 1
             runs = self._runs
+            attempt = 0
+            if tags and parent_run_id in runs and name == metadata.get("langgraph_node"):
+                for tag in tags:
+                    if tag.startswith("graph:step:"):
+                        if "langsmith:hidden" not in tags:
+                            attempt = self._node_started(parent_run_id, name, metadata)
+                        break
             if len(runs) >= MAX_OPEN_RUNS:
                 # Runs whose end never came (an abandoned generator): forget the oldest.
-                runs.pop(next(iter(runs)), None)
-            runs[run_id] = run
+                oldest = next(iter(runs))
+                runs.pop(oldest, None)
+                self._graphs.pop(oldest, None)
+            runs[run_id] = (parent_run_id, name, metadata, t0, attempt)
         except Exception:
             log.debug("lgmon: on_chain_start failed", exc_info=True)
+
+    def _node_started(self, graph_id: Any, name: str, metadata: dict[str, Any]) -> int:
+        """Mark the parent as a graph run; the attempt number of this node run."""
+        graph = self._graphs.get(graph_id)
+        if graph is None:
+            _, graph_name, graph_metadata, graph_t0, _ = self._runs[graph_id]
+            graph = self._graphs[graph_id] = _GraphRun(
+                graph_id, graph_name, graph_metadata, graph_t0
+            )
+        # Retries of one task share its checkpoint namespace.
+        task = str(metadata.get("langgraph_checkpoint_ns", name))
+        attempt = graph.attempts[task] = graph.attempts.get(task, 0) + 1
+        return attempt
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._finish(run_id, "success", "")
@@ -213,84 +268,61 @@ class LangGraphMonitor(BaseCallbackHandler):
 
     def _finish(self, run_id: UUID, status: str, error: str) -> None:
         try:
-            run = self._runs.pop(run_id, None)
-            if run is None or not (run.is_node or run.is_graph):
+            end = perf_counter()
+            chain = self._runs.pop(run_id, None)
+            if chain is None:
                 return
-            duration_ms = round((time.perf_counter() - run.t0) * 1000.0, 3)
-            if run.is_node:
-                graph = run.parent
-                assert graph is not None
-                if status == "interrupted":
-                    graph.interrupted = True
-                node_run = {
-                    "run_id": str(run_id),
-                    "node": run.name,
-                    "status": status,
-                    "started_at": run.started_at,
-                    "duration_ms": duration_ms,
-                    "attempt": run.attempt,
-                    "error": error,
-                }
-                if graph.node_runs is None:
-                    graph.node_runs = [node_run]
-                else:
-                    graph.node_runs.append(node_run)
-            if run.is_graph:
-                if status == "success" and run.interrupted:
-                    status = "interrupted"
-                self.sender.submit("graph_runs", self._graph_run(run, status, duration_ms, error))
+            parent_id, name, _, t0, attempt = chain
+            if attempt:
+                parent = self._graphs.get(parent_id)  # type: ignore[arg-type]
+                if parent is not None:
+                    parent.nodes.append((run_id, name, status, t0, end, attempt, error))
+                    if status == "interrupted":
+                        parent.interrupted = True
+            graph = self._graphs.pop(run_id, None)
+            if graph is not None:
+                self._graph_finished(graph, parent_id, status, error, end)
         except Exception:
             log.debug("lgmon: reporting a run failed", exc_info=True)
 
-    def _graph_run(self, run: _Run, status: str, duration_ms: float, error: str) -> dict[str, Any]:
-        metadata = run.metadata
-        enclosing = run.enclosing_graph()
+    def _graph_finished(
+        self, graph: _GraphRun, parent_id: UUID | None, status: str, error: str, end: float
+    ) -> None:
+        graph.status = "interrupted" if status == "success" and graph.interrupted else status
+        graph.error = error
+        graph.duration_ms = (end - graph.t0) * 1000.0
+        graph.wall_offset = time.time() - end
+        graph.weight = len(graph.nodes)
+        graph.enclosing = enclosing = self._enclosing(parent_id)
+        graph.graph = self._reported_name(graph, enclosing)
         if enclosing is None:
-            version = metadata.get("lgmon_version", self.version)
-            experiment = metadata.get("lgmon_experiment", self.experiment)
-        else:
             # The version and experiment in the metadata belong to the top graph.
-            version = experiment = ""
-        return {
-            "run_id": str(run.run_id),
-            "parent_run_id": str(enclosing.run_id) if enclosing is not None else None,
-            "graph": self._graph_name(run, enclosing)[:200],
-            "status": status,
-            "started_at": run.started_at,
-            "duration_ms": duration_ms,
-            "user_id": _id(metadata.get("user_id")),
-            "session_id": _id(metadata.get("session_id") or metadata.get("thread_id")),
-            "version": str(version or "")[:64],
-            "experiment": str(experiment or "")[:200],
-            "error": error,
-            "metadata": self._metadata(metadata, run.lg_node if enclosing else None),
-            "node_runs": run.node_runs or [],
-        }
+            metadata = graph.metadata
+            graph.version = str(metadata.get("lgmon_version") or self.version)
+            graph.experiment = str(metadata.get("lgmon_experiment") or self.experiment)
+        graph.capture_metadata = self.capture_metadata
+        self.sender.submit("graph_runs", graph)
 
-    def _graph_name(self, run: _Run, enclosing: _Run | None) -> str:
+    def _enclosing(self, parent_id: UUID | None) -> _GraphRun | None:
+        """The nearest graph run among the ancestors (all still in flight) of a run."""
+        while parent_id is not None:
+            graph = self._graphs.get(parent_id)
+            if graph is not None:
+                return graph
+            chain = self._runs.get(parent_id)
+            parent_id = chain[0] if chain is not None else None
+        return None
+
+    def _reported_name(self, graph: _GraphRun, enclosing: _GraphRun | None) -> str:
         if enclosing is None:
-            return str(run.metadata.get("lgmon_graph") or self.graph_name or run.name)
-        if run.name == DEFAULT_GRAPH_NAME and run.lg_node:
+            metadata = graph.metadata
+            return str(metadata.get("lgmon_graph") or self.graph_name or graph.name)
+        if graph.name == DEFAULT_GRAPH_NAME and graph.lg_node:
             # An unnamed subgraph is known by the node that runs it.
-            return f"{self._graph_name(enclosing, enclosing.enclosing_graph())}/{run.lg_node}"
-        return run.name
-
-    def _metadata(self, metadata: dict[str, Any], parent_node: str | None) -> dict[str, Any]:
-        kept: dict[str, Any] = {}
-        if parent_node:
-            kept["lgmon_parent_node"] = parent_node
-        if not self.capture_metadata:
-            return kept
-        for key, value in metadata.items():
-            if len(kept) >= MAX_METADATA_KEYS:
-                break
-            if key in _OWN_FIELDS or key.startswith(_RESERVED_METADATA):
-                continue
-            if isinstance(value, str):
-                kept[key] = value[:MAX_METADATA_VALUE_CHARS]
-            elif value is None or isinstance(value, bool | int | float):
-                kept[key] = value
-        return kept
+            chain = self._runs.get(enclosing.run_id)
+            outer = self._enclosing(chain[0] if chain is not None else None)
+            return f"{self._reported_name(enclosing, outer)}/{graph.lg_node}"
+        return graph.name
 
     # Process-wide installation -------------------------------------------------------------------
 
@@ -323,7 +355,7 @@ class LangGraphMonitor(BaseCallbackHandler):
 
     def open_runs(self) -> int:
         """Chain runs started and not yet ended (for leak checks)."""
-        return len(self._runs)
+        return len(self._runs) + len(self._graphs)
 
 
 def _id(value: Any) -> str:

@@ -164,7 +164,8 @@ def test_subgraph_as_node_and_called_from_a_node(monitor: LangGraphMonitor) -> N
     outer.add_node("delegate", delegate)
     outer.add_edge(START, "research")
     outer.add_edge("research", "delegate")
-    outer.compile(name="outer").invoke(State(trail=[]), config={**CONFIG, "callbacks": [monitor]})
+    config: Any = {**CONFIG, "callbacks": [monitor]}
+    outer.compile(name="outer").invoke({"trail": []}, config=config)
 
     runs = {run.graph.name: run for run in stored(monitor)}
     assert set(runs) == {"outer", "research", "outer/delegate"}
