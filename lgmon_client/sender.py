@@ -205,7 +205,11 @@ class Sender:
             return len(self._queue) + self._in_flight
 
     def flush(self, timeout: float | None = 10.0) -> bool:
-        """Send everything queued now; True when the queue drained within ``timeout``."""
+        """Send everything queued now; True when the queue drained within ``timeout``.
+
+        Drained means each item was delivered, refused by the server or given up on after its
+        retries: :meth:`stats` tells which.
+        """
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
             with self._cond:
@@ -227,7 +231,7 @@ class Sender:
         """Flush, then stop the thread; later submissions are counted as failed.
 
         Retries stop at the deadline; whatever is still queued then is counted as failed.
-        Returns True when everything queued was delivered (or refused by the server).
+        Returns True when the queue drained before the deadline (see :meth:`flush`).
         """
         try:
             atexit.unregister(self._at_exit)

@@ -10,7 +10,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -21,6 +21,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from lgmon_client import Sender
 from monitoring import ingest, rollups
 from monitoring.models import ApiKey
 
@@ -157,6 +158,23 @@ def run_at_once(target: Callable[[], Any], threads: int) -> list[Any]:
     if errors:
         raise errors[0]
     return results
+
+
+@pytest.fixture
+def sender(live_server: Any) -> Iterator[Sender]:
+    """The SDK's sender, pointed at a live lgmon (Django's live server) with an ingest key."""
+    _, key = make_key("ingest", name="sdk")
+    sender = Sender(live_server.url, key, flush_interval=0.05, max_retries=3, backoff=0.05)
+    yield sender
+    sender.close(timeout=5)
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    """A port nothing listens on (for a server that is down)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def uses_postgres() -> bool:

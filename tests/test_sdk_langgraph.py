@@ -10,7 +10,6 @@ import operator
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Annotated, Any, TypedDict
@@ -24,7 +23,6 @@ from langgraph.types import Command, RetryPolicy, interrupt
 
 from lgmon_client import LangGraphMonitor, Sender
 from monitoring.models import GraphRun
-from tests.conftest import make_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,14 +56,6 @@ def pipeline(name: str = "pipeline") -> Any:
     builder.add_edge("slow", "answer")
     builder.add_edge("answer", END)
     return builder.compile(name=name)
-
-
-@pytest.fixture
-def sender(live_server: Any) -> Iterator[Sender]:
-    _, key = make_key("ingest", name="sdk")
-    sender = Sender(live_server.url, key, flush_interval=0.05, max_retries=3, backoff=0.05)
-    yield sender
-    sender.close(timeout=5)
 
 
 @pytest.fixture
@@ -348,15 +338,6 @@ def test_server_down_graphs_still_run_and_losses_are_counted(unused_tcp_port: in
     assert stats.dropped + stats.failed == 20
     assert stats.undelivered == 20
     assert GraphRun.objects.count() == 0
-
-
-@pytest.fixture
-def unused_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_run_ids_are_the_langchain_run_ids(monitor: LangGraphMonitor) -> None:
