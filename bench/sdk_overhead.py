@@ -137,10 +137,11 @@ def main() -> None:
     monitor = LangGraphMonitor(sender)
     try:
         results = {}
-        for mode, run in (
+        modes: list[tuple[str, Callable[[], tuple[float, float]]]] = [
             ("sync", lambda: measure_sync(monitor)),
             ("async", lambda: asyncio.run(measure_async(monitor))),
-        ):
+        ]
+        for mode, run in modes:
             plain, monitored = run()
             ratio = monitored / plain
             results[mode] = ratio

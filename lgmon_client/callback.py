@@ -273,8 +273,8 @@ class LangGraphMonitor(BaseCallbackHandler):
             if chain is None:
                 return
             parent_id, name, _, t0, attempt = chain
-            if attempt:
-                parent = self._graphs.get(parent_id)  # type: ignore[arg-type]
+            if attempt and parent_id is not None:
+                parent = self._graphs.get(parent_id)
                 if parent is not None:
                     parent.nodes.append((run_id, name, status, t0, end, attempt, error))
                     if status == "interrupted":
