@@ -190,7 +190,8 @@ class Sender:
                 self._stats.enqueued += 1
                 if self._thread is None:
                     self._start_thread()
-                elif len(self._queue) >= self.batch_size:
+                elif len(self._queue) in (1, self.batch_size):
+                    # Wake the thread: to start the flush interval, or to send a full batch.
                     self._cond.notify_all()
         except Exception:  # pragma: no cover - the app must never see our failures
             log.debug("lgmon: submit failed", exc_info=True)

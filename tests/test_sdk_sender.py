@@ -133,6 +133,24 @@ def test_retries_5xx_and_network_errors_with_the_same_body(remote: ScriptedInges
     sender.close()
 
 
+def wait_for(condition: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_sends_every_flush_interval_without_being_asked(remote: ScriptedIngest) -> None:
+    sender = fast_sender(remote.url, flush_interval=0.1)
+    for expected in (1, 2, 3):
+        sender.submit("graph_runs", run())  # each time the queue was empty before
+        assert wait_for(lambda n=expected: len(remote.received) == n, timeout=2)
+    assert sender.stats().sent == 3
+    sender.close()
+
+
 def test_429_waits_for_retry_after(remote: ScriptedIngest) -> None:
     remote.script = [Reply(429, headers={"Retry-After": "0.3"})]
     sender = fast_sender(remote.url)
