@@ -64,7 +64,6 @@ class _GraphRun:
         "attempts",
         "capture_metadata",
         "duration_ms",
-        "enclosing",
         "error",
         "experiment",
         "graph",
@@ -73,6 +72,7 @@ class _GraphRun:
         "metadata",
         "name",
         "nodes",
+        "parent_run_id",
         "run_id",
         "status",
         "t0",
@@ -91,7 +91,7 @@ class _GraphRun:
         # (run_id, node, status, start, end, attempt, error), times from perf_counter().
         self.nodes: list[tuple[UUID, str, str, float, float, int, str]] = []
         self.interrupted = False
-        self.enclosing: _GraphRun | None = None
+        self.parent_run_id: UUID | None = None  # the enclosing graph run's
         self.graph = self.version = self.experiment = self.status = self.error = ""
         self.duration_ms = self.wall_offset = 0.0
         self.weight = 0
@@ -100,13 +100,13 @@ class _GraphRun:
     def payload(self) -> dict[str, Any]:
         metadata = self.metadata
         offset = self.wall_offset
-        enclosing = self.enclosing
+        parent_run_id = self.parent_run_id
         kept = _kept_metadata(metadata) if self.capture_metadata else {}
-        if enclosing is not None and self.lg_node:
+        if parent_run_id is not None and self.lg_node:
             kept["lgmon_parent_node"] = self.lg_node
         return {
             "run_id": str(self.run_id),
-            "parent_run_id": str(enclosing.run_id) if enclosing is not None else None,
+            "parent_run_id": str(parent_run_id) if parent_run_id is not None else None,
             "graph": self.graph[:200],
             "status": self.status,
             "started_at": self.t0 + offset,
@@ -248,9 +248,10 @@ class LangGraphMonitor(BaseCallbackHandler):
         """Mark the parent as a graph run; the attempt number of this node run."""
         graph = self._graphs.get(graph_id)
         if graph is None:
+            # Parallel first nodes may race here: setdefault keeps one graph run.
             _, graph_name, graph_metadata, graph_t0, _ = self._runs[graph_id]
-            graph = self._graphs[graph_id] = _GraphRun(
-                graph_id, graph_name, graph_metadata, graph_t0
+            graph = self._graphs.setdefault(
+                graph_id, _GraphRun(graph_id, graph_name, graph_metadata, graph_t0)
             )
         # Retries of one task share its checkpoint namespace.
         task = str(metadata.get("langgraph_checkpoint_ns", name))
@@ -293,9 +294,11 @@ class LangGraphMonitor(BaseCallbackHandler):
         graph.duration_ms = (end - graph.t0) * 1000.0
         graph.wall_offset = time.time() - end
         graph.weight = len(graph.nodes)
-        graph.enclosing = enclosing = self._enclosing(parent_id)
+        enclosing = self._enclosing(parent_id)
         graph.graph = self._reported_name(graph, enclosing)
-        if enclosing is None:
+        if enclosing is not None:
+            graph.parent_run_id = enclosing.run_id
+        else:
             # The version and experiment in the metadata belong to the top graph.
             metadata = graph.metadata
             graph.version = str(metadata.get("lgmon_version") or self.version)
