@@ -15,7 +15,7 @@ from langgraph.graph import END, START, StateGraph
 from examples.support_app import build_graph
 from lgmon_client import canonical_json, definition_hash, graph_definition
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class State(TypedDict):
@@ -88,7 +88,7 @@ def test_hash_is_stable_within_and_across_processes_and_hash_seeds() -> None:
     )
     script = (
         "from examples.support_app import build_graph\n"
-        "from tests.test_sdk_definition import diamond\n"
+        "from tests.sdk.test_definition import diamond\n"
         "from lgmon_client import definition_hash\n"
         "print(definition_hash(build_graph()), definition_hash(diamond()))\n"
     )

@@ -4,7 +4,7 @@ A real lgmon cannot be told to answer 503, 429 or 413 on cue, so these tests put
 stand-in on a local port (``ScriptedIngest``, a stdlib HTTP server in a thread): it plays the
 role of the remote side of the network, answering each request with the next scripted
 response and recording what it received. The happy path against the real server is covered
-in ``test_sdk_langgraph.py``.
+in ``test_langgraph.py``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from tests.conftest import make_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "support_app.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support_app.py"
 
 
 def test_example_app_sends_its_traffic(live_server: Any) -> None:
