@@ -169,6 +169,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.tasks.prune_raw_data",
         "schedule": timedelta(seconds=env.float("LGMON_PRUNE_INTERVAL_S", default=300.0)),
     },
+    "sample-system-metrics": {
+        "task": "monitoring.tasks.sample_system_metrics",
+        "schedule": timedelta(seconds=env.float("LGMON_SYSTEM_SAMPLE_INTERVAL_S", default=30.0)),
+    },
 }
 
 # --- lgmon ------------------------------------------------------------------------------

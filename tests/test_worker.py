@@ -16,8 +16,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from monitoring import ingest, rollups
-from monitoring.models import GraphRun, NodeRun, RollupDelta
+from monitoring import ingest, rollups, system
+from monitoring.models import GraphRun, MetricPoint, NodeRun, RollupDelta
 from tests.conftest import graph_run
 from versioning.models import Graph
 
@@ -42,6 +42,7 @@ def celery_processes(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
         "LGMON_DATA_DIR": str(tmp_path),
         "LGMON_PRUNE_INTERVAL_S": "1",
         "LGMON_ROLLUP_INTERVAL_S": "1",
+        "LGMON_SYSTEM_SAMPLE_INTERVAL_S": "1",
     }
     celery = [sys.executable, "-m", "celery", "-A", "lgmon_site"]
     logs = [open(tmp_path / name, "wb") for name in ("worker.log", "beat.log")]  # noqa: SIM115
@@ -125,3 +126,25 @@ def test_it_rolls_up_ingested_runs_on_the_beat_schedule(
     stats = rollups.window_stats(now - timedelta(minutes=5), now + timedelta(minutes=1), scope)
     assert (stats["runs"], stats["errors"]) == (2, 1), (tmp_path / "worker.log").read_text()
     assert "monitoring.tasks.apply_rollup_deltas" in (tmp_path / "worker.log").read_text()
+
+
+def test_it_samples_system_metrics_on_the_beat_schedule(
+    celery_processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    deadline = time.monotonic() + 60
+    names = {system.CPU_PERCENT, system.MEMORY_PERCENT, system.PROCESS_RSS_BYTES}
+    while time.monotonic() < deadline:
+        assert all(p.poll() is None for p in celery_processes), (
+            tmp_path / "worker.log"
+        ).read_text()
+        if MetricPoint.objects.filter(name=system.CPU_PERCENT).count() >= 2:
+            break
+        time.sleep(0.5)
+
+    points = MetricPoint.objects.filter(name__in=names)
+    assert {p.name for p in points} == names, (tmp_path / "worker.log").read_text()
+    memory = points.filter(name=system.MEMORY_PERCENT).first()
+    assert memory is not None and 0 < memory.value <= 100
+    rss = points.filter(name=system.PROCESS_RSS_BYTES).first()
+    assert rss is not None and rss.value > 10_000_000  # a Celery worker is tens of MB
+    assert rss.labels["process"] and rss.labels["pid"] != str(os.getpid())
