@@ -9,16 +9,21 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from .models import (
+    Alert,
+    AlertRule,
     ApiKey,
     GraphRun,
     HourRollup,
     MetricPoint,
     MinuteRollup,
     NodeRun,
+    Notification,
+    NotificationChannel,
     RollupDelta,
     RunRollup,
     Scope,
     SessionActivity,
+    Silence,
 )
 
 
@@ -204,3 +209,87 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)
+
+
+# --- Alerting ----------------------------------------------------------------------------------
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin[AlertRule]):
+    list_display = [
+        "name",
+        "metric",
+        "scope",
+        "comparison",
+        "threshold",
+        "window",
+        "severity",
+        "enabled",
+        "health",
+        "last_evaluated_at",
+    ]
+    list_filter = ["enabled", "severity", "metric", "health"]
+    search_fields = ["name", "description", "graph", "node"]
+    readonly_fields = ["health", "last_error", "last_evaluated_at", "created_at"]
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Alert]):
+    list_display = [
+        "rule",
+        "state",
+        "severity",
+        "labels",
+        "value",
+        "active_at",
+        "fired_at",
+        "last_evaluated_at",
+        "flapping",
+        "acknowledged_at",
+    ]
+    list_filter = ["state", "rule__severity", "flapping", "rule"]
+    list_select_related = ["rule"]
+    search_fields = ["rule__name", "fingerprint"]
+
+    @admin.display(ordering="rule__severity")
+    def severity(self, alert: Alert) -> str:
+        return alert.rule.get_severity_display()
+
+
+@admin.register(Silence)
+class SilenceAdmin(admin.ModelAdmin[Silence]):
+    list_display = ["__str__", "matchers", "starts_at", "ends_at", "created_by", "comment"]
+    date_hierarchy = "ends_at"
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin[NotificationChannel]):
+    # The config holds webhook URLs, secrets and routing keys: not on the list page.
+    list_display = [
+        "name",
+        "kind",
+        "min_severity",
+        "send_resolved",
+        "repeat_interval",
+        "enabled",
+        "disabled_reason",
+    ]
+    list_filter = ["kind", "enabled"]
+    readonly_fields = ["disabled_reason"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Notification]):
+    list_display = [
+        "created_at",
+        "kind",
+        "channel",
+        "alert",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "sent_at",
+    ]
+    list_filter = ["status", "kind", "channel"]
+    list_select_related = ["channel", "alert__rule"]

@@ -251,3 +251,211 @@ class ApiKey(models.Model):
                 models.Q(last_used_at=None) | models.Q(last_used_at__lt=stale)
             ).update(last_used_at=now)
             self.last_used_at = now
+
+
+# --- Alerting (DESIGN sections 5 and 6) --------------------------------------------------------
+
+
+class Severity(models.TextChoices):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class AlertRule(models.Model):
+    """A condition over a metric, evaluated on every alerting tick."""
+
+    class Metric(models.TextChoices):
+        ERROR_RATE = "error_rate", "error rate"
+        LATENCY_AVG = "latency_avg", "latency avg"
+        LATENCY_P50 = "latency_p50", "latency p50"
+        LATENCY_P95 = "latency_p95", "latency p95"
+        LATENCY_P99 = "latency_p99", "latency p99"
+        RUN_COUNT = "run_count", "run count"
+        SYSTEM_CPU = "system_cpu", "system CPU %"
+        SYSTEM_MEMORY = "system_memory", "system memory %"
+        CUSTOM = "custom", "custom metric"
+
+    class ScopeKind(models.TextChoices):
+        ALL = "all", "all runs"
+        GRAPH = "graph", "one graph"
+        NODE = "node", "one node"
+        EACH_GRAPH = "each_graph", "each graph (one alert per graph)"
+        EACH_NODE = "each_node", "each node (one alert per graph and node)"
+
+    class Comparison(models.TextChoices):
+        GT = "gt", ">"
+        GTE = "gte", "≥"
+        LT = "lt", "<"
+        LTE = "lte", "≤"
+
+    class NoData(models.TextChoices):
+        KEEP = "keep", "keep the state"
+        OK = "ok", "treat as OK"
+        ALERTING = "alerting", "treat as alerting"
+
+    class Health(models.TextChoices):
+        UNKNOWN = "unknown"
+        OK = "ok"
+        ERROR = "error"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    metric = models.CharField(max_length=32, choices=Metric.choices)
+    custom_metric = models.CharField(
+        max_length=200, blank=True, help_text="The metric point name, for a custom metric."
+    )
+    scope = models.CharField(max_length=16, choices=ScopeKind.choices, default=ScopeKind.ALL)
+    graph = models.CharField(max_length=200, blank=True, help_text="For one graph or one node.")
+    node = models.CharField(max_length=200, blank=True, help_text="For one node.")
+    window = models.DurationField(default=timedelta(minutes=10))
+    comparison = models.CharField(max_length=4, choices=Comparison.choices, default=Comparison.GT)
+    threshold = models.FloatField(
+        help_text="Error rate as a fraction (0.1 = 10%), latency in ms, CPU and memory in %."
+    )
+    for_duration = models.DurationField(
+        default=timedelta(0), help_text="How long the condition must hold before it fires."
+    )
+    keep_firing_for = models.DurationField(
+        default=timedelta(0), help_text="How long it keeps firing after the condition stops."
+    )
+    severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.MEDIUM)
+    min_samples = models.PositiveIntegerField(
+        default=1, help_text="Fewer runs or points in the window count as no data."
+    )
+    no_data = models.CharField(max_length=8, choices=NoData.choices, default=NoData.KEEP)
+    labels = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    health = models.CharField(
+        max_length=8, choices=Health.choices, default=Health.UNKNOWN, editable=False
+    )
+    last_error = models.TextField(blank=True, editable=False)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Alert(models.Model):
+    """One rule × one label set, across its episodes; ``fingerprint`` identifies it."""
+
+    class State(models.TextChoices):
+        INACTIVE = "inactive"
+        PENDING = "pending"
+        FIRING = "firing"
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    fingerprint = models.CharField(max_length=64, unique=True)
+    labels = models.JSONField(default=dict)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.INACTIVE)
+    episode = models.PositiveIntegerField(default=0)
+    active_at = models.DateTimeField(null=True, blank=True)
+    fired_at = models.DateTimeField(null=True, blank=True)
+    last_held_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    flips = models.JSONField(default=list, blank=True)
+    flapping = models.BooleanField(default=False)
+    value = models.FloatField(null=True, blank=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "rule"], name="alert_state_rule")]
+
+    def __str__(self) -> str:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        return f"{self.rule.name} {{{labels}}}" if labels else self.rule.name
+
+
+class AlertTick(models.Model):
+    """A claimed evaluation tick: the unique key makes each tick run once across workers."""
+
+    tick_at = models.DateTimeField(unique=True)
+    claimed_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"tick {self.tick_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Silence(models.Model):
+    """Alerts whose labels match every matcher send nothing between ``starts_at`` and
+    ``ends_at``; they still change state."""
+
+    matchers = models.JSONField(
+        help_text='A list of {"label": ..., "op": "=", "!=", "=~" or "!~", "value": ...}.'
+    )
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField()
+    comment = models.TextField(blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-ends_at"]
+
+    def __str__(self) -> str:
+        return f"silence until {self.ends_at:%Y-%m-%d %H:%M}"
+
+
+class NotificationChannel(models.Model):
+    class Kind(models.TextChoices):
+        SLACK = "slack", "Slack incoming webhook"
+        WEBHOOK = "webhook", "Webhook (JSON)"
+        EMAIL = "email", "Email"
+        PAGERDUTY = "pagerduty", "PagerDuty Events v2"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    config = models.JSONField(
+        default=dict, help_text="url (and secret) for webhooks, routing_key for PagerDuty, to."
+    )
+    min_severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.LOW)
+    send_resolved = models.BooleanField(default=True)
+    repeat_interval = models.DurationField(null=True, blank=True, default=timedelta(hours=4))
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.TextField(blank=True, editable=False)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class Notification(models.Model):
+    """Outbox: written with the alert's state change, delivered by a Celery task."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    alert = models.ForeignKey(
+        Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    channel = models.ForeignKey(
+        NotificationChannel, on_delete=models.CASCADE, related_name="notifications"
+    )
+    episode = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=16)
+    message = models.JSONField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="notification_due")]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} → {self.channel.name}"

@@ -39,6 +39,11 @@ def stored_run(post_batch: Any) -> GraphRun:
         "sessionactivity",
         "rollupdelta",
         "apikey",
+        "alertrule",
+        "alert",
+        "silence",
+        "notificationchannel",
+        "notification",
     ],
 )
 def test_it_lists_every_monitoring_model(
