@@ -139,6 +139,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # At DEBUG, urllib3 logs every request line, and a Slack webhook's path is its token.
+    "loggers": {"urllib3": {"level": "INFO"}},
 }
 
 # --- Celery -------------------------------------------------------------------------------
@@ -173,6 +175,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.tasks.sample_system_metrics",
         "schedule": timedelta(seconds=env.float("LGMON_SYSTEM_SAMPLE_INTERVAL_S", default=30.0)),
     },
+    "evaluate-alerts": {
+        "task": "monitoring.tasks.evaluate_alerts",
+        "schedule": timedelta(seconds=env.float("LGMON_ALERT_EVAL_INTERVAL_S", default=30.0)),
+    },
+    "deliver-notifications": {
+        "task": "monitoring.tasks.deliver_notifications",
+        "schedule": timedelta(seconds=env.float("LGMON_DELIVERY_INTERVAL_S", default=10.0)),
+    },
 }
 
 # --- lgmon ------------------------------------------------------------------------------
@@ -189,3 +199,16 @@ LGMON_INGEST_MAX_METRIC_POINTS = env.int("LGMON_INGEST_MAX_METRIC_POINTS", defau
 LGMON_INGEST_MAX_CLOCK_SKEW_S = env.float("LGMON_INGEST_MAX_CLOCK_SKEW_S", default=300.0)
 # The Django request body cap must not cut ingest bodies short.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, LGMON_INGEST_MAX_BODY_BYTES)
+# Alerting: the evaluation tick, delivery retries, and where alert links point.
+LGMON_ALERT_EVAL_INTERVAL_S = env.float("LGMON_ALERT_EVAL_INTERVAL_S", default=30.0)
+LGMON_DELIVERY_INTERVAL_S = env.float("LGMON_DELIVERY_INTERVAL_S", default=10.0)
+LGMON_DELIVERY_MAX_ATTEMPTS = env.int("LGMON_DELIVERY_MAX_ATTEMPTS", default=10)
+LGMON_DELIVERY_TIMEOUT_S = env.float("LGMON_DELIVERY_TIMEOUT_S", default=10.0)
+LGMON_PUBLIC_URL = env.str("LGMON_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Webhook, Slack and PagerDuty targets on private, loopback or link-local addresses are refused
+# unless this is true (an SSRF guard: channel URLs are typed in by users).
+LGMON_ALERTS_ALLOW_PRIVATE_TARGETS = env.bool("LGMON_ALERTS_ALLOW_PRIVATE_TARGETS", default=False)
+# Email notifications go through Django's mail: EMAIL_URL as in django-environ
+# (smtp+tls://user:password@host:587); the default prints mails to the worker's console.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="lgmon@localhost")

@@ -148,7 +148,9 @@ class Delivered:
     """What this channel has been sent for the current episode."""
 
     firing: bool = False
+    """A firing (or repeat) notification is sent or on its way (not given up)."""
     last_at: datetime | None = None
+    """When the last firing or repeat notification was queued, whatever became of it."""
     resolved: bool = False
 
 
@@ -181,12 +183,11 @@ def to_send(
         return ["firing"]
     if Event.RESOLVED in events:
         return ["resolved"] if channel.send_resolved and delivered.firing else []
-    if (
-        alert.state == State.FIRING
-        and not acknowledged
-        and channel.repeat_interval is not None
-        and delivered.last_at is not None
-        and now - delivered.last_at >= channel.repeat_interval
-    ):
+    if alert.state != State.FIRING or acknowledged:
+        return []
+    if delivered.last_at is None:
+        # Firing, and this channel was never told: a silence ended, or the channel is new.
+        return ["firing"]
+    if channel.repeat_interval is not None and now - delivered.last_at >= channel.repeat_interval:
         return ["repeat"]
     return []

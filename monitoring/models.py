@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -340,6 +342,42 @@ class AlertRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    RUN_METRICS = frozenset(
+        {"error_rate", "latency_avg", "latency_p50", "latency_p95", "latency_p99", "run_count"}
+    )
+
+    def problems(self) -> dict[str, str]:
+        """What keeps the rule from being evaluated, per field (empty when it is sound)."""
+        found: dict[str, str] = {}
+        Kind = self.ScopeKind
+        if self.metric not in self.Metric.values:
+            found["metric"] = f"Unknown metric {self.metric!r}."
+        if self.window is not None and self.window <= timedelta(0):
+            found["window"] = "The window must be longer than zero."
+        if self.scope == Kind.GRAPH and not self.graph:
+            found["graph"] = "A one-graph scope needs the graph's name."
+        if self.scope == Kind.NODE and not self.node:
+            found["node"] = "A one-node scope needs the node's name."
+        if self.metric == self.Metric.CUSTOM and not self.custom_metric:
+            found["custom_metric"] = "A custom metric needs the metric point name."
+        if self.metric not in self.RUN_METRICS and self.scope in (Kind.EACH_GRAPH, Kind.EACH_NODE):
+            found["scope"] = (
+                "System and custom metrics give one alert per label set of their points; "
+                "'each graph' and 'each node' apply to run metrics only."
+            )
+        if self.metric == self.Metric.ERROR_RATE and not 0 <= self.threshold <= 1:
+            found["threshold"] = "An error rate is a fraction between 0 and 1 (0.1 = 10%)."
+        if not isinstance(self.labels, dict) or not all(
+            isinstance(value, str | int | float) for value in self.labels.values()
+        ):
+            found["labels"] = 'Labels are a JSON object of names to strings: {"team": "core"}.'
+        return found
+
+    def clean(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValidationError(problems)
+
 
 class Alert(models.Model):
     """One rule × one label set, across its episodes; ``fingerprint`` identifies it."""
@@ -403,6 +441,42 @@ class Silence(models.Model):
 
     def __str__(self) -> str:
         return f"silence until {self.ends_at:%Y-%m-%d %H:%M}"
+
+    OPS = ("=", "!=", "=~", "!~")
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        matchers = self.matchers
+        if not isinstance(matchers, list) or not matchers:
+            errors["matchers"] = (
+                'A non-empty list of matchers: [{"label": "graph", "op": "=", "value": "bot"}].'
+            )
+        else:
+            for index, matcher in enumerate(matchers, 1):
+                problem = self._matcher_problem(matcher)
+                if problem:
+                    errors["matchers"] = f"Matcher {index}: {problem}"
+                    break
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            errors["ends_at"] = "A silence must end after it starts."
+        if errors:
+            raise ValidationError(errors)
+
+    @classmethod
+    def _matcher_problem(cls, matcher: object) -> str:
+        if not isinstance(matcher, dict) or set(matcher) - {"label", "op", "value"}:
+            return 'an object with "label", "op" and "value".'
+        label, op, value = matcher.get("label"), matcher.get("op", "="), matcher.get("value")
+        if not isinstance(label, str) or not label or not isinstance(value, str):
+            return '"label" and "value" must be strings.'
+        if op not in cls.OPS:
+            return f'"op" must be one of {", ".join(cls.OPS)}.'
+        if op in ("=~", "!~"):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                return f"invalid regular expression: {exc}."
+        return ""
 
 
 class NotificationChannel(models.Model):

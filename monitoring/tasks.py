@@ -3,7 +3,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from . import retention, rollups, system
+from . import alerting, retention, rollups, system
 
 
 @shared_task(ignore_result=True)
@@ -19,3 +19,20 @@ def apply_rollup_deltas() -> int:
 @shared_task(ignore_result=True)
 def sample_system_metrics() -> int:
     return len(system.sample(timezone.now()))
+
+
+@shared_task(ignore_result=True)
+def evaluate_alerts() -> dict[str, int] | None:
+    """One alerting tick (skipped when another worker claimed it); delivery follows at once
+    when it queued notifications."""
+    report = alerting.evaluate_tick(timezone.now())
+    if report is None:
+        return None
+    if report.notifications:
+        deliver_notifications.delay()
+    return {"rules": report.rules, "failed": report.failed_rules, "sent": report.notifications}
+
+
+@shared_task(ignore_result=True)
+def deliver_notifications() -> int:
+    return alerting.deliver_due(timezone.now())

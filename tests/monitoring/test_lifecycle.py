@@ -117,6 +117,23 @@ CASES: dict[str, Case] = {
         silenced_minutes=(0, 1.5),
         ticks=[(0, True, F, []), (1, True, F, []), (2, False, I, [])],
     ),
+    "a silence that ends while firing lets the firing through, then the resolved": Case(
+        silenced_minutes=(0, 1.5),
+        channel=Channel(repeat_interval=timedelta(minutes=10)),
+        ticks=[
+            (0, True, F, []),
+            (1, True, F, []),
+            (2, True, F, ["firing"]),
+            (3, True, F, []),
+            (12, True, F, ["repeat"]),
+            (13, False, I, ["resolved"]),
+        ],
+    ),
+    "acknowledged before any channel was told: nothing until it resolves": Case(
+        silenced_minutes=(0, 1.5),
+        acknowledged_from=1,
+        ticks=[(0, True, F, []), (2, True, F, []), (3, False, I, [])],
+    ),
     "manual resolve while the condition holds starts a new pending episode": Case(
         timing=Timing(for_=timedelta(minutes=1)),
         ticks=[
@@ -180,7 +197,7 @@ def test_timeline(name: str) -> None:
             if kind in ("firing", "repeat"):
                 delivered = replace(delivered, firing=True, resolved=False, last_at=now)
             elif kind == "resolved":
-                delivered = replace(delivered, resolved=True, last_at=now)
+                delivered = replace(delivered, resolved=True)
         alert = step.alert
 
 
