@@ -313,7 +313,8 @@ def evaluate_rule(rule: AlertRule, context: _TickContext, report: TickReport) ->
             holds = condition(rule, sample)
             alert = alerts.get(print_)
             if alert is None:
-                if not holds:
+                alerting_no_data = holds is None and rule.no_data == AlertRule.NoData.ALERTING
+                if not (holds or alerting_no_data):
                     continue  # an alert row is made the first time its condition holds
                 alert = Alert(rule=rule, fingerprint=print_)
             alert.labels = alert_labels(rule, labels)

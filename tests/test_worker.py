@@ -11,14 +11,26 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from django.db import connection
 from django.utils import timezone
 
 from monitoring import ingest, rollups, system
-from monitoring.models import GraphRun, MetricPoint, NodeRun, RollupDelta
-from tests.conftest import graph_run
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    GraphRun,
+    MetricPoint,
+    NodeRun,
+    Notification,
+    NotificationChannel,
+    RollupDelta,
+)
+from tests.conftest import graph_run, make_key
+from tests.fakes import FakeReceiver
 from versioning.models import Graph
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -43,6 +55,9 @@ def celery_processes(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
         "LGMON_PRUNE_INTERVAL_S": "1",
         "LGMON_ROLLUP_INTERVAL_S": "1",
         "LGMON_SYSTEM_SAMPLE_INTERVAL_S": "1",
+        "LGMON_ALERT_EVAL_INTERVAL_S": "1",
+        "LGMON_DELIVERY_INTERVAL_S": "1",
+        "LGMON_ALERTS_ALLOW_PRIVATE_TARGETS": "true",  # the fake webhook receiver is local
     }
     celery = [sys.executable, "-m", "celery", "-A", "lgmon_site"]
     logs = [open(tmp_path / name, "wb") for name in ("worker.log", "beat.log")]  # noqa: SIM115
@@ -148,3 +163,68 @@ def test_it_samples_system_metrics_on_the_beat_schedule(
     rss = points.filter(name=system.PROCESS_RSS_BYTES).first()
     assert rss is not None and rss.value > 10_000_000  # a Celery worker is tens of MB
     assert rss.labels["process"] and rss.labels["pid"] != str(os.getpid())
+
+
+def test_failing_runs_fire_one_alert_and_resolve_it_through_worker_and_beat(
+    celery_processes: list[subprocess.Popen[bytes]], tmp_path: Path, live_server: Any
+) -> None:
+    """End to end: runs through the ingest API, rollups, evaluation and delivery on the beat
+    schedule of a real worker; a local HTTP server plays the remote webhook."""
+    receiver = FakeReceiver()
+    try:
+        AlertRule.objects.all().delete()
+        AlertRule.objects.create(
+            name="Checkout failing",
+            metric="error_rate",
+            scope="graph",
+            graph="checkout",
+            threshold=0.5,
+            min_samples=5,
+            severity="critical",
+        )
+        NotificationChannel.objects.create(
+            name="hook", kind="webhook", config={"url": receiver.url("/hook")}
+        )
+        _, key = make_key("ingest", name="app")
+
+        def post(status: str, count: int) -> None:
+            started = timezone.now() - timedelta(seconds=2)
+            batch = [graph_run("checkout", status=status, started_at=started) for _ in range(count)]
+            response = requests.post(
+                f"{live_server.url}/api/v1/ingest/",
+                json={"graph_runs": batch},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=10,
+            )
+            assert response.status_code == 200, response.text
+
+        def wait_for(kinds: list[str]) -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                assert all(p.poll() is None for p in celery_processes), _logs(tmp_path)
+                if [r.json()["kind"] for r in receiver.requests] == kinds:
+                    return
+                time.sleep(0.3)
+            raise AssertionError(f"{receiver.requests} != {kinds}\n{_logs(tmp_path)}")
+
+        post("error", 10)
+        wait_for(["firing"])
+        time.sleep(4)  # several more ticks while it keeps failing: no second notification
+        post("success", 100)  # the failures stop: 10 of 110 failed in the window
+        wait_for(["firing", "resolved"])
+        time.sleep(2)
+
+        assert [r.json()["kind"] for r in receiver.requests] == ["firing", "resolved"]
+        alert = Alert.objects.get()
+        assert (alert.state, alert.episode, alert.labels["graph"]) == ("inactive", 1, "checkout")
+        assert list(Notification.objects.values_list("kind", "status").order_by("id")) == [
+            ("firing", "sent"),
+            ("resolved", "sent"),
+        ]
+        assert "monitoring.tasks.evaluate_alerts" in _logs(tmp_path)
+    finally:
+        receiver.close()
+
+
+def _logs(tmp_path: Path) -> str:
+    return "\n".join((tmp_path / name).read_text() for name in ("worker.log", "beat.log"))
