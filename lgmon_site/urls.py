@@ -9,6 +9,7 @@ from versioning import api as versioning_api
 router = DefaultRouter()
 router.register("graphs", versioning_api.GraphViewSet, basename="graph")
 router.register("runs", monitoring_api.GraphRunViewSet, basename="run")
+router.register("alerts", monitoring_api.AlertViewSet, basename="alert")
 
 api_v1: list[URLPattern | URLResolver] = [
     path("ingest/", monitoring_api.IngestView.as_view(), name="ingest"),

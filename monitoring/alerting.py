@@ -467,7 +467,8 @@ def resolve(
     told it resolved); if the condition still holds, the next tick starts a new episode.
     False when it was not open."""
     with transaction.atomic():
-        alert = Alert.objects.select_for_update().select_related("rule").get(id=alert_id)
+        locked = Alert.objects.select_for_update(of=("self",)).select_related("rule")
+        alert = locked.get(id=alert_id)
         step = lifecycle.resolve_manually(to_state(alert), now)
         if not step.events:
             return False
@@ -643,7 +644,11 @@ def deliver(notification_id: int, now: datetime) -> transports.Outcome | None:
     )
     if outcome.status == "sent":
         mine.update(status=Notification.Status.SENT, sent_at=now, last_error="", claimed_until=None)
-    elif outcome.status == "retry" and notification.attempts < settings.LGMON_DELIVERY_MAX_ATTEMPTS:
+    elif (
+        outcome.status == "retry"
+        and notification.kind != "test"  # a test is answered at once, never retried later
+        and notification.attempts < settings.LGMON_DELIVERY_MAX_ATTEMPTS
+    ):
         mine.update(
             status=Notification.Status.PENDING,
             next_attempt_at=now + backoff(notification.attempts, outcome.retry_after),
@@ -652,7 +657,7 @@ def deliver(notification_id: int, now: datetime) -> transports.Outcome | None:
         )
     else:
         reason = outcome.detail
-        if outcome.status == "retry":
+        if outcome.status == "retry" and notification.kind != "test":
             reason = f"gave up after {notification.attempts} attempts: {outcome.detail}"
         mine.update(status=Notification.Status.FAILED, last_error=reason, claimed_until=None)
         if outcome.status == "permanent" and notification.kind != "test":

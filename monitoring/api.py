@@ -5,17 +5,20 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
-from rest_framework import viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import ingest, rollups
-from .auth import IngestScope
-from .models import GraphRun
+from . import alerting, ingest, rollups
+from .auth import IngestScope, ManageScope, ReadScope
+from .models import Alert, ApiKey, GraphRun
 from .serializers import (
+    AlertFilterSerializer,
+    AlertSerializer,
     GraphRunSerializer,
     MinutesQuerySerializer,
     RunFilterSerializer,
@@ -200,3 +203,108 @@ class GraphRunViewSet(viewsets.ReadOnlyModelViewSet[GraphRun]):
         if "until" in bounds.validated_data:
             queryset = queryset.filter(started_at__lt=bounds.validated_data["until"])
         return queryset
+
+
+# --- Alerts ------------------------------------------------------------------------------------
+
+
+class NewestAlertsFirst(CursorPagination):
+    """Most recently created alert first (``active_at`` and ``fired_at`` can be empty, which a
+    cursor cannot order by)."""
+
+    ordering = ("-id",)
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+def actor(request: Request) -> str:
+    """Who acted, as the alert records it: ``key:<name>`` for an API key, else the staff
+    user's username."""
+    if isinstance(request.auth, ApiKey):
+        return f"key:{request.auth.name}"
+    return str(request.user.get_username()) if request.user is not None else ""
+
+
+class AlertViewSet(viewsets.ReadOnlyModelViewSet[Alert]):
+    """Alerts, newest first, and the two things people do to them.
+
+    List filters: ``state`` and ``severity`` (repeat them or give a comma list), ``rule`` (the
+    rule's name), ``label=key=value`` (repeatable; all must match), ``fingerprint``.
+    ``POST <id>/resolve/`` and ``POST <id>/acknowledge/`` take the manage scope and answer the
+    alert as it is afterwards, or 409 when the alert is not open.
+    """
+
+    serializer_class = AlertSerializer
+    pagination_class = NewestAlertsFirst
+    permission_classes = [ReadScope]
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        queryset = Alert.objects.select_related("rule")
+        if self.action != "list":
+            return queryset
+        filters = AlertFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = filters.validated_data
+        if params.get("state"):
+            queryset = queryset.filter(state__in=params["state"])
+        if params.get("severity"):
+            queryset = queryset.filter(rule__severity__in=params["severity"])
+        if "rule" in params:
+            queryset = queryset.filter(rule__name=params["rule"])
+        if "fingerprint" in params:
+            queryset = queryset.filter(fingerprint=params["fingerprint"])
+        if params.get("label"):
+            # Matched here rather than with JSON key lookups, which treat keys such as "0"
+            # as array indexes and differ between SQLite and PostgreSQL. Alerts are few (one
+            # per rule and label set), and the semantics are the silences' own.
+            matchers = [
+                {"label": name, "op": "=", "value": value} for name, value in params["label"]
+            ]
+            ids = [
+                alert_id
+                for alert_id, labels in queryset.values_list("id", "labels")
+                if isinstance(labels, dict)
+                and alerting.matches(matchers, {str(k): str(v) for k, v in labels.items()})
+            ]
+            queryset = queryset.filter(id__in=ids)
+        return queryset
+
+    def _current(self, alert_id: int) -> Alert:
+        alert = self.get_queryset().filter(id=alert_id).first()
+        if alert is None:
+            raise NotFound()
+        return alert
+
+    @action(detail=True, methods=["post"], permission_classes=[ManageScope])
+    def resolve(self, request: Request, pk: str | None = None) -> Response:
+        alert = self.get_object()
+        try:
+            resolved = alerting.resolve(alert.id, by=actor(request), now=timezone.now())
+        except Alert.DoesNotExist as exc:  # deleted in the meantime
+            raise NotFound() from exc
+        alert = self._current(alert.id)
+        if not resolved:
+            detail = (
+                f"Alert {alert.id} is not open (its state is {alert.state}): nothing to resolve."
+            )
+            return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(alert).data)
+
+    @action(detail=True, methods=["post"], permission_classes=[ManageScope])
+    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
+        alert = self.get_object()
+        acknowledged = alerting.acknowledge(alert.id, by=actor(request), now=timezone.now())
+        alert = self._current(alert.id)
+        if not acknowledged:
+            if alert.state == Alert.State.INACTIVE:
+                detail = (
+                    f"Alert {alert.id} is not open (its state is {alert.state}): "
+                    "nothing to acknowledge."
+                )
+            else:
+                by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""
+                moment = alert.acknowledged_at.isoformat() if alert.acknowledged_at else "earlier"
+                detail = f"Alert {alert.id} was acknowledged already{by} at {moment}."
+            return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(alert).data)

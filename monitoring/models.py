@@ -365,7 +365,8 @@ class AlertRule(models.Model):
                 "System and custom metrics give one alert per label set of their points; "
                 "'each graph' and 'each node' apply to run metrics only."
             )
-        if self.metric == self.Metric.ERROR_RATE and not 0 <= self.threshold <= 1:
+        rate = self.threshold if self.metric == self.Metric.ERROR_RATE else None
+        if rate is not None and not 0 <= rate <= 1:  # None: the field's own error says it
             found["threshold"] = "An error rate is a fraction between 0 and 1 (0.1 = 10%)."
         if not isinstance(self.labels, dict) or not all(
             isinstance(value, str | int | float) for value in self.labels.values()

@@ -8,7 +8,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from .models import GraphRun, NodeRun, RunStatus
+from .models import Alert, GraphRun, NodeRun, RunStatus, Severity
 from .rollups import STEPS, Scope
 
 _WINDOW = re.compile(r"^(\d{1,6})([smhdw])$")
@@ -123,3 +123,92 @@ class GraphRunSerializer(serializers.ModelSerializer[GraphRun]):
             "received_at",
             "node_runs",
         ]
+
+
+# --- Alerts ------------------------------------------------------------------------------------
+
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _choices(values: list[str], allowed: list[str], what: str) -> list[str]:
+    """A repeatable parameter that may also be a comma list: ``state=firing,pending``."""
+    chosen = [piece.strip() for value in values for piece in value.split(",") if piece.strip()]
+    unknown = [value for value in chosen if value not in allowed]
+    if unknown:
+        raise serializers.ValidationError(
+            f"Unknown {what} {', '.join(map(repr, unknown))}: use {', '.join(allowed)}."
+        )
+    return list(dict.fromkeys(chosen))
+
+
+class AlertFilterSerializer(serializers.Serializer[Any]):
+    """Query parameters of the alert list. ``state`` and ``severity`` repeat or take a comma
+    list; every ``label=key=value`` must match (a missing label counts as empty, as in
+    silences)."""
+
+    state = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, max_length=200), required=False
+    )
+    severity = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, max_length=200), required=False
+    )
+    rule = serializers.CharField(required=False, max_length=200)
+    fingerprint = serializers.CharField(required=False, max_length=200)
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()
+        # Declared here: a class attribute named "label" would shadow Field.label.
+        fields["label"] = serializers.ListField(
+            child=serializers.CharField(allow_blank=True, max_length=1000), required=False
+        )
+        return fields
+
+    def validate_state(self, value: list[str]) -> list[str]:
+        return _choices(value, list(Alert.State.values), "state")
+
+    def validate_severity(self, value: list[str]) -> list[str]:
+        return _choices(value, list(Severity.values), "severity")
+
+    def validate_label(self, value: list[str]) -> list[tuple[str, str]]:
+        pairs: list[tuple[str, str]] = []
+        for text in value:
+            name, equals, wanted = text.partition("=")
+            if not equals or not name.strip():
+                raise serializers.ValidationError(
+                    f"{text!r} is not key=value, e.g. label=graph=support-bot."
+                )
+            pairs.append((name.strip(), wanted))
+        return pairs
+
+    def validate_fingerprint(self, value: str) -> str:
+        value = value.strip().lower()
+        if not _FINGERPRINT.match(value):
+            raise serializers.ValidationError("A fingerprint is 64 hexadecimal characters.")
+        return value
+
+
+class AlertSerializer(serializers.ModelSerializer[Alert]):
+    rule = serializers.CharField(source="rule.name", read_only=True)
+    severity = serializers.CharField(source="rule.severity", read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "fingerprint",
+            "rule",
+            "severity",
+            "state",
+            "labels",
+            "value",
+            "episode",
+            "active_at",
+            "fired_at",
+            "resolved_at",
+            "resolved_by",
+            "last_evaluated_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "flapping",
+        ]
+        read_only_fields = fields

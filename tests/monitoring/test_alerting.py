@@ -40,7 +40,7 @@ def receiver(settings: Any) -> Iterator[FakeReceiver]:
 
 
 @pytest.fixture
-def clock() -> Iterator[time_machine.Coordinates]:
+def clock() -> Iterator[Any]:
     with time_machine.travel(T0, tick=False) as traveller:
         yield traveller
 
@@ -52,7 +52,7 @@ def hook(receiver: FakeReceiver) -> NotificationChannel:
     )
 
 
-def tick(clock: time_machine.Coordinates, at: datetime) -> alerting.TickReport:
+def tick(clock: Any, at: datetime) -> alerting.TickReport:
     clock.move_to(at)
     report = alerting.evaluate_tick(at)
     assert report is not None
@@ -515,13 +515,16 @@ def test_send_test_reports_the_outcome_and_logs_it(
     clock: Any, receiver: FakeReceiver, hook: NotificationChannel
 ) -> None:
     assert alerting.send_test(hook, T0).status == "sent"
-    receiver.reply(Reply(status=400))
+    receiver.reply(Reply(status=400), Reply(status=503))
     assert alerting.send_test(hook, T0).status == "permanent"
+    assert alerting.send_test(hook, T0).status == "retry"
+    alerting.deliver_due(T0 + timedelta(hours=1))  # the person saw it fail: no retry later
 
     hook.refresh_from_db()
     assert hook.enabled  # a failed test does not disable the channel
-    assert [r.json()["kind"] for r in receiver.requests] == ["test", "test"]
+    assert [r.json()["kind"] for r in receiver.requests] == ["test", "test", "test"]
     assert list(Notification.objects.order_by("id").values_list("kind", "status")) == [
         ("test", "sent"),
+        ("test", "failed"),
         ("test", "failed"),
     ]
