@@ -94,14 +94,30 @@ def fingerprint(rule_id: int, labels: Labels) -> str:
 
 
 class Measurements:
-    """Window statistics memoised for one tick: rules sharing a window and scope read once."""
+    """Window statistics for one tick, each read once.
 
-    def __init__(self, end: datetime) -> None:
+    Rules that share a window and scope share the read. And where rules ask the same window
+    of several single graphs (or nodes), one grouped read over every graph (or node) answers
+    them all: a team keeping "p95 over 15 min" for each of 40 graphs costs one query, not 40.
+    """
+
+    def __init__(self, end: datetime, rules: Iterable[AlertRule] = ()) -> None:
         self.end = end
         self._single: dict[tuple[timedelta, rollups.Scope], dict[str, Any]] = {}
         self._grouped: dict[tuple[timedelta, rollups.Scope], list[dict[str, Any]]] = {}
+        self._indexed: dict[tuple[timedelta, bool], dict[tuple[str, str], dict[str, Any]]] = {}
+        wanted: dict[tuple[timedelta, bool], set[str]] = {}
+        for rule in rules:
+            if rule.metric in RUN_METRICS and rule.scope == AlertRule.ScopeKind.GRAPH:
+                wanted.setdefault((rule.window, False), set()).add(rule.graph)
+            elif rule.metric in RUN_METRICS and rule.scope == AlertRule.ScopeKind.NODE:
+                wanted.setdefault((rule.window, True), set()).add(f"{rule.graph}/{rule.node}")
+        self._batched = {key for key, targets in wanted.items() if len(targets) > 1}
 
     def single(self, window: timedelta, scope: rollups.Scope) -> dict[str, Any]:
+        level = (window, scope.node is not None)
+        if scope.graph is not None and level in self._batched:
+            return self._from_grouped(window, scope)
         key = (window, scope)
         if key not in self._single:
             self._single[key] = rollups.window_stats(self.end - window, self.end, scope)
@@ -112,6 +128,18 @@ class Measurements:
         if key not in self._grouped:
             self._grouped[key] = rollups.grouped_window_stats(self.end - window, self.end, scope)
         return self._grouped[key]
+
+    def _from_grouped(self, window: timedelta, scope: rollups.Scope) -> dict[str, Any]:
+        nodes = scope.node is not None
+        level = (window, nodes)
+        if level not in self._indexed:
+            every = rollups.Scope(node=rollups.Scope.ALL_NODES if nodes else None)
+            self._indexed[level] = {
+                (entry["graph"], entry.get("node", "")): entry
+                for entry in self.grouped(window, every)
+            }
+        found = self._indexed[level].get((scope.graph or "", scope.node or ""))
+        return found if found is not None else rollups.Stats().as_dict()
 
 
 def measure(rule: AlertRule, measurements: Measurements) -> dict[LabelKey, Sample]:
@@ -259,15 +287,23 @@ def evaluate_tick(now: datetime) -> TickReport | None:
     if not claim_tick(tick_at, now):
         return None
     report = TickReport(tick_at)
+    rules = list(AlertRule.objects.filter(enabled=True))
     context = _TickContext(
         tick_at=tick_at,
-        measurements=Measurements(tick_at),
+        measurements=Measurements(tick_at, rules),
         silences=active_silences(tick_at),
         channels=list(NotificationChannel.objects.filter(enabled=True)),
+        open_rules=set(
+            Alert.objects.exclude(state=Alert.State.INACTIVE)
+            .values_list("rule_id", flat=True)
+            .distinct()
+        ),
     )
-    for rule in AlertRule.objects.filter(enabled=True):
-        report.rules += 1
-        evaluate_rule(rule, context, report)
+    healthy = [rule.id for rule in rules if evaluate_rule(rule, context, report)]
+    report.rules = len(rules)
+    AlertRule.objects.filter(id__in=healthy).update(
+        health=AlertRule.Health.OK, last_error="", last_evaluated_at=tick_at
+    )
     _close_alerts_of_disabled_rules(tick_at, context, report)
     AlertTick.objects.filter(tick_at=tick_at).update(finished_at=timezone.now())
     AlertTick.objects.filter(tick_at__lt=tick_at - TICK_HISTORY).delete()
@@ -280,9 +316,13 @@ class _TickContext:
     measurements: Measurements
     silences: list[Silence]
     channels: list[NotificationChannel]
+    open_rules: set[int] = field(default_factory=set)
+    """Rules with a pending or firing alert when the tick began."""
 
 
-def evaluate_rule(rule: AlertRule, context: _TickContext, report: TickReport) -> None:
+def evaluate_rule(rule: AlertRule, context: _TickContext, report: TickReport) -> bool:
+    """Step every alert of one rule; False when the rule could not be evaluated (it is then
+    marked unhealthy, and its alerts are left as they were)."""
     tick_at = context.tick_at
     try:
         samples = measure(rule, context.measurements)
@@ -294,7 +334,18 @@ def evaluate_rule(rule: AlertRule, context: _TickContext, report: TickReport) ->
             last_error=f"{type(exc).__name__}: {exc}"[:2000],
             last_evaluated_at=tick_at,
         )
-        return
+        return False
+    measured = {
+        fingerprint(rule.id, dict(key)): (dict(key), sample, condition(rule, sample))
+        for key, sample in samples.items()
+    }
+    alerting_no_data = rule.no_data == AlertRule.NoData.ALERTING
+
+    def starts(holds: bool | None) -> bool:
+        return bool(holds) or (holds is None and alerting_no_data)
+
+    if rule.id not in context.open_rules and not any(starts(h) for *_, h in measured.values()):
+        return True  # nothing open and nothing to open: the common, quiet case
     timing = lifecycle.Timing(
         for_=rule.for_duration,
         keep_firing_for=rule.keep_firing_for,
@@ -305,16 +356,11 @@ def evaluate_rule(rule: AlertRule, context: _TickContext, report: TickReport) ->
             alert.fingerprint: alert
             for alert in Alert.objects.select_for_update().filter(rule=rule)
         }
-        by_fingerprint = {
-            fingerprint(rule.id, dict(key)): (dict(key), sample) for key, sample in samples.items()
-        }
         steps: list[tuple[Alert, lifecycle.Step]] = []
-        for print_, (labels, sample) in by_fingerprint.items():
-            holds = condition(rule, sample)
+        for print_, (labels, sample, holds) in measured.items():
             alert = alerts.get(print_)
             if alert is None:
-                alerting_no_data = holds is None and rule.no_data == AlertRule.NoData.ALERTING
-                if not (holds or alerting_no_data):
+                if not starts(holds):
                     continue  # an alert row is made the first time its condition holds
                 alert = Alert(rule=rule, fingerprint=print_)
             alert.labels = alert_labels(rule, labels)
@@ -322,71 +368,103 @@ def evaluate_rule(rule: AlertRule, context: _TickContext, report: TickReport) ->
             alert.last_evaluated_at = tick_at
             steps.append((alert, lifecycle.evaluate(to_state(alert), holds, tick_at, timing)))
         for print_, alert in alerts.items():
-            if print_ not in by_fingerprint and alert.state != Alert.State.INACTIVE:
+            if print_ not in measured and alert.state != Alert.State.INACTIVE:
                 alert.value = None  # the label set has no runs or points in the window
                 alert.last_evaluated_at = tick_at
                 steps.append((alert, lifecycle.evaluate(to_state(alert), None, tick_at, timing)))
-        for alert, step in steps:
-            _apply(rule, alert, step, context, report)
-        AlertRule.objects.filter(id=rule.id).update(
-            health=AlertRule.Health.OK, last_error="", last_evaluated_at=tick_at
-        )
+        _store(rule, steps, context, report)
+    return True
 
 
-def _apply(
+STORED_FIELDS = [
+    "labels",
+    "state",
+    "episode",
+    "active_at",
+    "fired_at",
+    "last_held_at",
+    "resolved_at",
+    "resolved_by",
+    "flips",
+    "flapping",
+    "value",
+    "last_evaluated_at",
+    "acknowledged_at",
+    "acknowledged_by",
+]
+
+
+AT_REST_FIELDS = ["value", "last_evaluated_at", "last_held_at", "flips", "flapping"]
+"""What a tick without events can change."""
+
+
+def _update(alerts: list[Alert], fields: list[str]) -> None:
+    # bulk_update's CASE expressions cost milliseconds to build: one row is a plain UPDATE.
+    if len(alerts) == 1:
+        alerts[0].save(update_fields=fields)
+    elif alerts:
+        Alert.objects.bulk_update(alerts, fields)
+
+
+def _store(
     rule: AlertRule,
-    alert: Alert,
-    step: lifecycle.Step,
+    steps: Sequence[tuple[Alert, lifecycle.Step]],
     context: _TickContext,
     report: TickReport,
     *,
     resolved_by: str = "",
 ) -> None:
-    """Store one step of one alert and queue what each channel should be sent."""
-    if not step.events and alert.state == Alert.State.INACTIVE:
-        return  # nothing happened to an alert at rest: no write, nothing to send
-    for event in step.events:
-        report.events[event] = report.events.get(event, 0) + 1
-    report.alerts_changed += bool(step.events)
-    if lifecycle.Event.PENDING in step.events:
-        alert.episode += 1
-        alert.acknowledged_at, alert.acknowledged_by, alert.resolved_by = None, "", ""
-    if lifecycle.Event.RESOLVED in step.events or lifecycle.Event.CLEARED in step.events:
-        alert.resolved_by = resolved_by
-    from_state(alert, step.alert)
-    alert.save()
-    if not step.events and alert.state == Alert.State.PENDING:
-        return  # only a firing alert at rest may be due a repeat
-    delivered = _delivered(alert)
-    silenced = is_silenced(context.silences, alert.labels)
+    """Write the steps of one rule's alerts and queue what each channel should be sent (the
+    caller holds the transaction, so both land together)."""
+    # An alert at rest (inactive, nothing happened) is neither written nor notified.
+    changed = [(a, step) for a, step in steps if step.events or a.state != Alert.State.INACTIVE]
+    for alert, step in changed:
+        for event in step.events:
+            report.events[event] = report.events.get(event, 0) + 1
+        report.alerts_changed += bool(step.events)
+        if lifecycle.Event.PENDING in step.events:
+            alert.episode += 1
+            alert.acknowledged_at, alert.acknowledged_by, alert.resolved_by = None, "", ""
+        if lifecycle.Event.RESOLVED in step.events or lifecycle.Event.CLEARED in step.events:
+            alert.resolved_by = resolved_by
+        from_state(alert, step.alert)
+    Alert.objects.bulk_create([a for a, _ in changed if a.pk is None])
+    _update([a for a, step in changed if a.pk is not None and step.events], STORED_FIELDS)
+    _update([a for a, step in changed if a.pk is not None and not step.events], AT_REST_FIELDS)
+    # A pending alert at rest is never notified; a firing one may be due a repeat.
+    due = [(a, step) for a, step in changed if step.events or a.state == Alert.State.FIRING]
+    if not due or not context.channels:
+        return
+    delivered = _delivered([alert for alert, _ in due])
     rows = []
-    for channel in context.channels:
-        kinds = lifecycle.to_send(
-            step,
-            now=context.tick_at,
-            severity=rule.severity,
-            channel=lifecycle.Channel(
-                min_severity=channel.min_severity,
-                send_resolved=channel.send_resolved,
-                repeat_interval=channel.repeat_interval,
-            ),
-            delivered=delivered.get(channel.id, lifecycle.Delivered()),
-            silenced=silenced,
-            acknowledged=alert.acknowledged_at is not None,
-        )
-        for kind in kinds:
-            message = build_message(kind, rule, alert)
-            rows.append(
+    for alert, step in due:
+        silenced = is_silenced(context.silences, alert.labels)
+        for channel in context.channels:
+            kinds = lifecycle.to_send(
+                step,
+                now=context.tick_at,
+                severity=rule.severity,
+                channel=lifecycle.Channel(
+                    min_severity=channel.min_severity,
+                    send_resolved=channel.send_resolved,
+                    repeat_interval=channel.repeat_interval,
+                ),
+                delivered=delivered.get((alert.id, channel.id), lifecycle.Delivered()),
+                silenced=silenced,
+                acknowledged=alert.acknowledged_at is not None,
+            )
+            rows += [
                 Notification(
                     alert=alert,
                     channel=channel,
                     episode=alert.episode,
                     kind=kind,
-                    message=message_to_json(message),
+                    message=message_to_json(build_message(kind, rule, alert)),
                     created_at=context.tick_at,
                     next_attempt_at=context.tick_at,
                 )
-            )
+                for kind in kinds
+            ]
     Notification.objects.bulk_create(rows)
     report.notifications += len(rows)
 
@@ -398,26 +476,28 @@ def alert_labels(rule: AlertRule, group: Labels) -> Labels:
     return {"alertname": rule.name, "severity": rule.severity, **static, **group}
 
 
-def _delivered(alert: Alert) -> dict[int, lifecycle.Delivered]:
-    """Per channel, what the alert's current episode has been sent."""
-    if alert.pk is None:
-        return {}
-    found: dict[int, lifecycle.Delivered] = {}
+def _delivered(alerts: Sequence[Alert]) -> dict[tuple[int, int], lifecycle.Delivered]:
+    """Per (alert, channel), what the alert's current episode has been sent."""
+    episodes = {alert.id: alert.episode for alert in alerts}
+    found: dict[tuple[int, int], lifecycle.Delivered] = {}
     rows = (
-        Notification.objects.filter(alert=alert, episode=alert.episode)
-        .values("channel_id", "kind", "status")
+        Notification.objects.filter(alert_id__in=list(episodes))
+        .values("alert_id", "episode", "channel_id", "kind", "status")
         .annotate(last=Max("created_at"))
         .order_by()
     )
     for row in rows:
-        previous = found.get(row["channel_id"], lifecycle.Delivered())
+        if row["episode"] != episodes[row["alert_id"]]:
+            continue
+        key = (row["alert_id"], row["channel_id"])
+        previous = found.get(key, lifecycle.Delivered())
         kind, alive = row["kind"], row["status"] != Notification.Status.FAILED
         if kind in ("firing", "repeat"):
             last = max(filter(None, (previous.last_at, row["last"])))
             previous = lifecycle.Delivered(previous.firing or alive, last, previous.resolved)
         elif kind == "resolved" and alive:
             previous = lifecycle.Delivered(previous.firing, previous.last_at, True)
-        found[row["channel_id"]] = previous
+        found[key] = previous
     return found
 
 
@@ -479,7 +559,7 @@ def resolve(
                 silences=active_silences(now),
                 channels=list(NotificationChannel.objects.filter(enabled=True)),
             )
-        _apply(alert.rule, alert, step, context, report or TickReport(now), resolved_by=by)
+        _store(alert.rule, [(alert, step)], context, report or TickReport(now), resolved_by=by)
     return True
 
 

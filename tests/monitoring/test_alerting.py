@@ -528,3 +528,46 @@ def test_send_test_reports_the_outcome_and_logs_it(
         ("test", "failed"),
         ("test", "failed"),
     ]
+
+
+def test_rules_over_many_graphs_share_one_read_and_keep_their_own_figures(
+    post_batch: Post, clock: Any
+) -> None:
+    """Per-graph and per-node rules of one window are answered from one grouped read; each
+    still gets its own graph's (or node's) figures, and a graph without runs gets zero."""
+    AlertRule.objects.all().delete()
+    for graph in ("support-bot", "billing", "quiet"):
+        AlertRule.objects.create(
+            name=f"{graph} runs",
+            metric="run_count",
+            scope="graph",
+            graph=graph,
+            comparison="gte",
+            threshold=0,
+        )
+        AlertRule.objects.create(
+            name=f"{graph}/plan p50",
+            metric="latency_p50",
+            scope="node",
+            graph=graph,
+            node="plan",
+            comparison="gte",
+            threshold=0,
+        )
+    runs(post_batch, clock, T0, errors=1, ok=2, nodes=[("plan", "success", 40.0)])
+    runs(post_batch, clock, T0, errors=0, ok=1, graph="billing", nodes=[("plan", "success", 7.0)])
+    rules = list(AlertRule.objects.all())
+    measurements = alerting.Measurements(T0, rules)
+
+    values = {rule.name: alerting.measure(rule, measurements) for rule in rules}
+
+    assert values["support-bot runs"] == {(("graph", "support-bot"),): alerting.Sample(3.0, 3)}
+    assert values["billing runs"] == {(("graph", "billing"),): alerting.Sample(1.0, 1)}
+    assert values["quiet runs"] == {(("graph", "quiet"),): alerting.Sample(0.0, 0)}
+    [support_plan] = values["support-bot/plan p50"].values()
+    [billing_plan] = values["billing/plan p50"].values()
+    assert support_plan.value == pytest.approx(40.0, rel=0.02) and support_plan.samples == 3
+    assert billing_plan.value == pytest.approx(7.0, rel=0.02) and billing_plan.samples == 1
+    assert values["quiet/plan p50"] == {
+        (("graph", "quiet"), ("node", "plan")): alerting.Sample(None, 0)
+    }
