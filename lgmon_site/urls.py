@@ -39,6 +39,36 @@ api_v1: list[URLPattern | URLResolver] = [
         analytics_api.ActiveUsersView.as_view(),
         name="analytics-active-users",
     ),
+    path(
+        "graphs/<str:graph_name>/versions/",
+        versioning_api.GraphVersionViewSet.as_view({"get": "list", "post": "create"}),
+        name="graph-versions",
+    ),
+    path(
+        "graphs/<str:graph_name>/versions/<int:number>/",
+        versioning_api.GraphVersionViewSet.as_view({"get": "retrieve"}),
+        name="graph-version",
+    ),
+    path(
+        "graphs/<str:graph_name>/versions/<int:number>/activate/",
+        versioning_api.GraphVersionViewSet.as_view({"post": "activate"}),
+        name="graph-version-activate",
+    ),
+    path(
+        "graphs/<str:graph_name>/versions/<int:number>/rollback/",
+        versioning_api.GraphVersionViewSet.as_view({"post": "rollback"}),
+        name="graph-version-rollback",
+    ),
+    path(
+        "graphs/<str:graph_name>/versions/<int:number>/diff/",
+        versioning_api.GraphVersionViewSet.as_view({"get": "diff"}),
+        name="graph-version-diff",
+    ),
+    path(
+        "graphs/<str:graph_name>/history/",
+        versioning_api.VersionHistoryView.as_view(),
+        name="graph-history",
+    ),
     path("", include(router.urls)),
 ]
 

@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import alerting, ingest, rollups
-from .auth import IngestScope, ManageScope, ReadScope
-from .models import Alert, ApiKey, GraphRun
+from .auth import IngestScope, ManageScope, ReadScope, actor
+from .models import Alert, GraphRun
 from .serializers import (
     AlertFilterSerializer,
     AlertSerializer,
@@ -215,14 +215,6 @@ class NewestAlertsFirst(CursorPagination):
     ordering = ("-id",)
     page_size_query_param = "page_size"
     max_page_size = 1000
-
-
-def actor(request: Request) -> str:
-    """Who acted, as the alert records it: ``key:<name>`` for an API key, else the staff
-    user's username."""
-    if isinstance(request.auth, ApiKey):
-        return f"key:{request.auth.name}"
-    return str(request.user.get_username()) if request.user is not None else ""
 
 
 class AlertViewSet(viewsets.ReadOnlyModelViewSet[Alert]):

@@ -65,3 +65,11 @@ class ReadScope(_ScopePermission):
 
 class ManageScope(_ScopePermission):
     scope = Scope.MANAGE
+
+
+def actor(request: Request) -> str:
+    """Who acted, as alerts and version history record it: ``key:<name>`` for an API key,
+    else the signed-in user's username."""
+    if isinstance(request.auth, ApiKey):
+        return f"key:{request.auth.name}"
+    return str(request.user.get_username()) if request.user is not None else ""

@@ -1,10 +1,30 @@
 from __future__ import annotations
 
-from rest_framework import viewsets
-from rest_framework.pagination import CursorPagination
+from collections.abc import Sequence
+from typing import Any
 
-from .models import Graph
-from .serializers import GraphSerializer
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from monitoring.auth import ManageScope, ReadScope, actor
+
+from . import services
+from .models import Graph, GraphVersion, VersionEvent
+from .serializers import (
+    GraphSerializer,
+    GraphVersionDetailSerializer,
+    GraphVersionSerializer,
+    ReasonSerializer,
+    RegisterVersionSerializer,
+    VersionEventSerializer,
+)
 
 
 class ByName(CursorPagination):
@@ -19,3 +39,120 @@ class GraphViewSet(viewsets.ReadOnlyModelViewSet[Graph]):
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
     pagination_class = ByName
+
+
+# --- versions ------------------------------------------------------------------------------------
+
+
+class NewestVersionFirst(CursorPagination):
+    ordering = "-number"
+
+
+class NewestEventFirst(CursorPagination):
+    ordering = ("-created_at", "-id")
+
+
+class GraphVersionViewSet(viewsets.GenericViewSet[GraphVersion]):
+    """A graph's versions (``/api/v1/graphs/<name>/versions/``): list and read (read scope),
+    register, activate and roll back (manage scope), and the diff between two."""
+
+    permission_classes = [ReadScope]
+    pagination_class = NewestVersionFirst
+    lookup_field = "number"
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self) -> QuerySet[GraphVersion]:
+        return GraphVersion.objects.filter(graph__name=self.kwargs["graph_name"]).select_related(
+            "graph"
+        )
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
+        if self.action == "create":
+            return RegisterVersionSerializer
+        if self.action == "retrieve":
+            return GraphVersionDetailSerializer
+        return GraphVersionSerializer
+
+    def list(self, request: Request, graph_name: str) -> Response:
+        get_object_or_404(Graph, name=graph_name)
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(GraphVersionSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, graph_name: str, number: str) -> Response:
+        return Response(GraphVersionDetailSerializer(self.get_object()).data)
+
+    def get_permissions(self) -> Sequence[Any]:
+        if self.action in ("create", "activate", "rollback"):
+            return [ManageScope()]
+        return super().get_permissions()
+
+    def create(self, request: Request, graph_name: str) -> Response:
+        """Register a definition; an existing definition answers its version with 200."""
+        body = RegisterVersionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        registered = services.register(
+            graph_name,
+            body.validated_data["definition"],
+            description=body.validated_data.get("description", ""),
+            source=body.validated_data.get("source", ""),
+            created_by=actor(request),
+        )
+        code = status.HTTP_201_CREATED if registered.created else status.HTTP_200_OK
+        return Response(GraphVersionSerializer(registered.version).data, status=code)
+
+    @action(detail=True, methods=["post"])
+    def activate(self, request: Request, graph_name: str, number: str) -> Response:
+        return self._change(request, rollback=False)
+
+    @action(detail=True, methods=["post"])
+    def rollback(self, request: Request, graph_name: str, number: str) -> Response:
+        return self._change(request, rollback=True)
+
+    def _change(self, request: Request, *, rollback: bool) -> Response:
+        version = self.get_object()
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        reason = body.validated_data.get("reason", "")
+        if rollback and not reason.strip():
+            raise ValidationError({"reason": ["A rollback needs a reason."]})
+        try:
+            if rollback:
+                event = services.rollback(version, actor=actor(request), reason=reason)
+            else:
+                event = services.activate(version, actor=actor(request), reason=reason)
+        except services.VersionError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(VersionEventSerializer(event).data)
+
+    @action(detail=True, methods=["get"])
+    def diff(self, request: Request, graph_name: str, number: str) -> Response:
+        """``?against=<number>``: what changed from that version to this one (default: the
+        version before it)."""
+        version = self.get_object()
+        raw = request.query_params.get("against", str(version.number - 1))
+        if not raw.isdigit():
+            raise ValidationError({"against": ["A version number."]})
+        other = self.get_queryset().filter(number=int(raw)).first()
+        if other is None:
+            raise ValidationError({"against": [f"{graph_name} has no version {raw}."]})
+        return Response(
+            {
+                "graph": graph_name,
+                "from": other.number,
+                "to": version.number,
+                "changes": services.diff(other.definition, version.definition),
+            }
+        )
+
+
+class VersionHistoryView(ListAPIView[VersionEvent]):
+    """Every activation and rollback of a graph, newest first."""
+
+    serializer_class = VersionEventSerializer
+    pagination_class = NewestEventFirst
+
+    def get_queryset(self) -> QuerySet[VersionEvent]:
+        graph = get_object_or_404(Graph, name=self.kwargs["graph_name"])
+        return VersionEvent.objects.filter(graph=graph).select_related(
+            "graph", "from_version", "to_version"
+        )

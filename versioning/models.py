@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import models
 from django.utils import timezone
@@ -36,3 +37,84 @@ class Graph(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class VersionQuerySet(models.QuerySet["GraphVersion"]):
+    def active(self) -> VersionQuerySet:
+        return self.filter(is_active=True)
+
+
+class GraphVersion(models.Model):
+    """One immutable definition of a graph: numbered per graph, keyed by the SHA-256 of its
+    canonical JSON. Only ``is_active`` ever changes, through ``versioning.services``."""
+
+    graph = models.ForeignKey(Graph, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField(editable=False)
+    content_hash = models.CharField(max_length=64, editable=False)
+    definition = models.JSONField(editable=False)
+    description = models.TextField(blank=True)
+    source = models.CharField(
+        max_length=100, blank=True, help_text="Where it came from, e.g. a git commit sha."
+    )
+    created_by = models.CharField(max_length=150, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    is_active = models.BooleanField(default=False, editable=False)
+
+    objects = VersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["graph", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["graph", "number"], name="version_number_per_graph"),
+            models.UniqueConstraint(
+                fields=["graph", "content_hash"], name="version_content_per_graph"
+            ),
+            models.UniqueConstraint(
+                fields=["graph"],
+                condition=models.Q(is_active=True),
+                name="one_active_version_per_graph",
+            ),
+        ]
+        permissions = [("activate_graphversion", "Can activate and roll back graph versions")]
+
+    def __str__(self) -> str:
+        return f"{self.graph.name} v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise ImmutableVersion("A graph version is never edited; register a new one.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableVersion("A graph version is never deleted.")
+
+
+class ImmutableVersion(Exception):
+    pass
+
+
+class VersionEvent(models.Model):
+    """Append-only history of which version a graph runs: every activation and rollback."""
+
+    class Action(models.TextChoices):
+        ACTIVATE = "activate"
+        ROLLBACK = "rollback"
+        AUTO_ROLLBACK = "auto_rollback", "automatic rollback"
+
+    graph = models.ForeignKey(Graph, on_delete=models.PROTECT, related_name="version_events")
+    from_version = models.ForeignKey(
+        GraphVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_version = models.ForeignKey(GraphVersion, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    reason = models.TextField(blank=True)
+    actor = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["graph", "-created_at"], name="versionevent_graph_time")]
+
+    def __str__(self) -> str:
+        before = f"v{self.from_version.number}" if self.from_version else "none"
+        return f"{self.graph.name}: {self.action} {before} → v{self.to_version.number}"
