@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from rest_framework.routers import DefaultRouter
 
 from analytics import api as analytics_api
@@ -68,6 +68,11 @@ api_v1: list[URLPattern | URLResolver] = [
         "graphs/<str:graph_name>/history/",
         versioning_api.VersionHistoryView.as_view(),
         name="graph-history",
+    ),
+    re_path(
+        r"^graphs/(?P<graph_name>[^/]+)/resolve/?$",
+        versioning_api.ResolveView.as_view(),
+        name="graph-resolve",
     ),
     path("", include(router.urls)),
 ]

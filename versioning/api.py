@@ -12,10 +12,11 @@ from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from monitoring.auth import ManageScope, ReadScope, actor
+from monitoring.auth import IngestScope, ManageScope, ReadScope, actor
 
-from . import services
+from . import experiments, services
 from .models import Graph, GraphVersion, VersionEvent
 from .serializers import (
     GraphSerializer,
@@ -23,6 +24,7 @@ from .serializers import (
     GraphVersionSerializer,
     ReasonSerializer,
     RegisterVersionSerializer,
+    ResolveQuerySerializer,
     VersionEventSerializer,
 )
 
@@ -156,3 +158,25 @@ class VersionHistoryView(ListAPIView[VersionEvent]):
         return VersionEvent.objects.filter(graph=graph).select_related(
             "graph", "from_version", "to_version"
         )
+
+
+class ResolveView(APIView):
+    """``GET /api/v1/graphs/<name>/resolve?user_id=&session_id=``: the version the app should
+    run for this unit: the active one, or its variant of a running experiment. Open to ingest
+    keys (the instrumented app) and read keys."""
+
+    permission_classes = [IngestScope | ReadScope]
+
+    def get(self, request: Request, graph_name: str) -> Response:
+        graph = get_object_or_404(Graph, name=graph_name)
+        params = ResolveQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        try:
+            resolution = experiments.resolve(
+                graph,
+                user_id=params.validated_data.get("user_id", ""),
+                session_id=params.validated_data.get("session_id", ""),
+            )
+        except experiments.NoActiveVersion as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        return Response(resolution.as_json())

@@ -118,3 +118,94 @@ class VersionEvent(models.Model):
     def __str__(self) -> str:
         before = f"v{self.from_version.number}" if self.from_version else "none"
         return f"{self.graph.name}: {self.action} {before} → v{self.to_version.number}"
+
+
+def _new_salt() -> str:
+    from .assignment import new_salt
+
+    return new_salt()
+
+
+class Experiment(models.Model):
+    """An A/B test between versions of one graph. Units (users, or sessions without a user)
+    are split by GrowthBook's hash of ``salt`` + unit id, so every process agrees."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        RUNNING = "running"
+        STOPPED = "stopped"
+
+    graph = models.ForeignKey(Graph, on_delete=models.PROTECT, related_name="experiments")
+    key = models.SlugField(max_length=100, unique=True, help_text="Reported with every run.")
+    hypothesis = models.TextField(blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    salt = models.CharField(max_length=64, default=_new_salt, editable=False)
+    coverage = models.FloatField(
+        default=1.0, help_text="Share of units in the experiment (0-1); the rest get the active."
+    )
+    min_units = models.PositiveIntegerField(
+        default=100, help_text="Units per variant before any verdict."
+    )
+    guardrails = models.BooleanField(
+        default=True,
+        help_text="Stop and roll back when a treatment's error rate or latency is "
+        "significantly worse.",
+    )
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    ended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    stopped_reason = models.TextField(blank=True, editable=False)
+    created_by = models.CharField(max_length=150, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["graph"],
+                condition=models.Q(status="running"),
+                name="one_running_experiment_per_graph",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(coverage__gte=0, coverage__lte=1), name="experiment_coverage"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Variant(models.Model):
+    """One arm of an experiment: position 0 is the control."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=50)
+    version = models.ForeignKey(GraphVersion, on_delete=models.PROTECT, related_name="+")
+    weight = models.FloatField(default=0.5)
+
+    class Meta:
+        ordering = ["experiment", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "position"], name="variant_position"),
+            models.UniqueConstraint(fields=["experiment", "name"], name="variant_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment.key}:{self.name}"
+
+
+class Assignment(models.Model):
+    """A unit's variant, stored the first time it is resolved so it never changes."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="assignments")
+    unit = models.CharField(max_length=255)
+    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="assignments")
+    assigned_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "unit"], name="assignment_unit")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.unit} → {self.variant}"

@@ -84,3 +84,8 @@ class VersionEventSerializer(serializers.ModelSerializer[VersionEvent]):
             "created_at",
         ]
         read_only_fields = fields
+
+
+class ResolveQuerySerializer(serializers.Serializer[Any]):
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    session_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
