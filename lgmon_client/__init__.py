@@ -14,9 +14,13 @@ from lgmon_client.callback import LangGraphMonitor
 from lgmon_client.decorators import monitor_performance
 from lgmon_client.definition import canonical_json, definition_hash, graph_definition
 from lgmon_client.sender import Sender, SenderStats, default_sender
+from lgmon_client.versions import Client, LgmonError, Resolution
 
 __all__ = [
+    "Client",
     "LangGraphMonitor",
+    "LgmonError",
+    "Resolution",
     "Sender",
     "SenderStats",
     "canonical_json",

@@ -23,6 +23,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.tracers.context import register_configure_hook
 
 from lgmon_client.sender import Sender, default_sender
+from lgmon_client.versions import resolved_for
 
 log = logging.getLogger("lgmon_client")
 
@@ -301,8 +302,12 @@ class LangGraphMonitor(BaseCallbackHandler):
         else:
             # The version and experiment in the metadata belong to the top graph.
             metadata = graph.metadata
-            graph.version = str(metadata.get("lgmon_version") or self.version)
-            graph.experiment = str(metadata.get("lgmon_experiment") or self.experiment)
+            version, experiment = self.version, self.experiment
+            resolved = resolved_for(graph.graph)  # Client.resolve() earlier in this context
+            if resolved is not None:
+                version, experiment = str(resolved.version), resolved.experiment or ""
+            graph.version = str(metadata.get("lgmon_version") or version)
+            graph.experiment = str(metadata.get("lgmon_experiment") or experiment)
         graph.capture_metadata = self.capture_metadata
         self.sender.submit("graph_runs", graph)
 
