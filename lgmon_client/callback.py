@@ -305,7 +305,7 @@ class LangGraphMonitor(BaseCallbackHandler):
             version, experiment = self.version, self.experiment
             resolved = resolved_for(graph.graph)  # Client.resolve() earlier in this context
             if resolved is not None:
-                version, experiment = str(resolved.version), resolved.experiment or ""
+                version, experiment = str(resolved.version), resolved.experiment_label
             graph.version = str(metadata.get("lgmon_version") or version)
             graph.experiment = str(metadata.get("lgmon_experiment") or experiment)
         graph.capture_metadata = self.capture_metadata

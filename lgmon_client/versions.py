@@ -47,9 +47,15 @@ class Resolution:
     variant: str | None = None
 
     @property
+    def experiment_label(self) -> str:
+        """``<experiment>:<variant>`` as runs report it ("" outside an experiment): the
+        variant's name, not only its version, since two variants may run one version."""
+        return f"{self.experiment}:{self.variant}" if self.experiment else ""
+
+    @property
     def metadata(self) -> dict[str, str]:
         """What to put in ``config["metadata"]`` so a run reports this version."""
-        return {"lgmon_version": str(self.version), "lgmon_experiment": self.experiment or ""}
+        return {"lgmon_version": str(self.version), "lgmon_experiment": self.experiment_label}
 
 
 _resolved: ContextVar[dict[str, Resolution] | None] = ContextVar("lgmon_resolved", default=None)

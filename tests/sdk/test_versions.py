@@ -91,7 +91,9 @@ def test_resolve_caches_and_runs_report_the_resolved_version(
     for user in users:
         index = assignment.assign(running.salt, user, [0.5, 0.5])
         assert runs[user].version == ("1" if index == 0 else "2")
-        assert runs[user].experiment == "lookup-test"
+        assert runs[user].experiment == (
+            "lookup-test:control" if index == 0 else "lookup-test:treatment"
+        )
     assert {run.version for run in runs.values()} == {"1", "2"}
     assert cached.version == int(runs[users[0]].version)
     sender.close(timeout=5)
