@@ -10,6 +10,7 @@ router = DefaultRouter()
 router.register("graphs", versioning_api.GraphViewSet, basename="graph")
 router.register("runs", monitoring_api.GraphRunViewSet, basename="run")
 router.register("alerts", monitoring_api.AlertViewSet, basename="alert")
+router.register("experiments", versioning_api.ExperimentViewSet, basename="experiment")
 
 api_v1: list[URLPattern | URLResolver] = [
     path("ingest/", monitoring_api.IngestView.as_view(), name="ingest"),

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -14,15 +17,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from monitoring import ingest
 from monitoring.auth import IngestScope, ManageScope, ReadScope, actor
 
 from . import experiments, services
-from .models import Graph, GraphVersion, VersionEvent
+from .models import Experiment, Graph, GraphVersion, Variant, VersionEvent
 from .serializers import (
+    CreateExperimentSerializer,
+    ExperimentSerializer,
     GraphSerializer,
     GraphVersionDetailSerializer,
     GraphVersionSerializer,
     ReasonSerializer,
+    RecordResultSerializer,
     RegisterVersionSerializer,
     ResolveQuerySerializer,
     VersionEventSerializer,
@@ -180,3 +187,114 @@ class ResolveView(APIView):
         except experiments.NoActiveVersion as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         return Response(resolution.as_json())
+
+
+# --- experiments ---------------------------------------------------------------------------------
+
+
+class NewestExperimentFirst(CursorPagination):
+    ordering = "-created_at"
+
+
+class ExperimentViewSet(viewsets.GenericViewSet[Experiment]):
+    """A/B tests between versions of a graph: list and read (read scope); create, start and
+    stop (manage scope); results, computed from the runs; and ``record`` for outcomes of runs
+    that are not reported by the SDK (ingest scope)."""
+
+    queryset = Experiment.objects.select_related("graph")
+    serializer_class = ExperimentSerializer
+    pagination_class = NewestExperimentFirst
+    lookup_field = "key"
+    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+
+    def get_permissions(self) -> Sequence[Any]:
+        if self.action in ("create", "start", "stop"):
+            return [ManageScope()]
+        if self.action == "record":
+            return [(IngestScope | ManageScope)()]
+        return [ReadScope()]
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ExperimentSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, key: str) -> Response:
+        return Response(ExperimentSerializer(self.get_object()).data)
+
+    def create(self, request: Request) -> Response:
+        body = CreateExperimentSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        graph = data["graph"]
+        with transaction.atomic():
+            experiment = Experiment.objects.create(
+                graph=graph,
+                key=data["key"],
+                hypothesis=data.get("hypothesis", ""),
+                coverage=data["coverage"],
+                min_units=data["min_units"],
+                guardrails=data["guardrails"],
+                created_by=actor(request),
+            )
+            versions = {v.number: v for v in GraphVersion.objects.filter(graph=graph)}
+            Variant.objects.bulk_create(
+                Variant(
+                    experiment=experiment,
+                    position=position,
+                    name=variant["name"],
+                    version=versions[variant["version"]],
+                    weight=variant["weight"],
+                )
+                for position, variant in enumerate(data["variants"])
+            )
+        return Response(ExperimentSerializer(experiment).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, key: str) -> Response:
+        experiment = self.get_object()
+        try:
+            experiments.start(experiment, now=timezone.now())
+        except experiments.ExperimentError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(ExperimentSerializer(experiment).data)
+
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, key: str) -> Response:
+        experiment = self.get_object()
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        reason = body.validated_data.get("reason", "") or f"stopped by {actor(request)}"
+        if not experiments.stop(experiment, now=timezone.now(), reason=reason):
+            detail = f"{experiment.key} is {experiment.status}, not running."
+            return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+        return Response(ExperimentSerializer(experiment).data)
+
+    @action(detail=True, methods=["post"])
+    def record(self, request: Request, key: str) -> Response:
+        """The seed's ``record_test_result``: one outcome, stored as a run of the variant's
+        version so results read it like any other."""
+        experiment = self.get_object()
+        body = RecordResultSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        variant = experiment.variants.select_related("version").filter(name=data["variant"]).first()
+        if variant is None:
+            problem = f"{experiment.key} has no variant {data['variant']!r}."
+            raise ValidationError({"variant": [problem]})
+        now = timezone.now()
+        run = {
+            "run_id": str(uuid.uuid4()),
+            "graph": experiment.graph.name,
+            "status": "success" if data["success"] else "error",
+            "started_at": (data.get("started_at") or now).isoformat(),
+            "duration_ms": data["duration_ms"],
+            "user_id": data.get("user_id", ""),
+            "session_id": data.get("session_id", ""),
+            "version": str(variant.version.number),
+            "experiment": f"{experiment.key}:{variant.name}",
+            "error": data.get("error", ""),
+        }
+        outcome = ingest.ingest({"graph_runs": [run]}, now)
+        if outcome.counts["rejected"]:
+            return Response(outcome.graph_runs[0], status=status.HTTP_400_BAD_REQUEST)
+        return Response({"recorded": run["run_id"]}, status=status.HTTP_201_CREATED)

@@ -5,7 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from .models import Graph, GraphVersion, VersionEvent
+from .models import Experiment, Graph, GraphVersion, VersionEvent
 
 
 class GraphSerializer(serializers.ModelSerializer[Graph]):
@@ -89,3 +89,93 @@ class VersionEventSerializer(serializers.ModelSerializer[VersionEvent]):
 class ResolveQuerySerializer(serializers.Serializer[Any]):
     user_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
     session_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+
+class VariantSerializer(serializers.Serializer[Any]):
+    name = serializers.SlugField(max_length=50)
+    version = serializers.IntegerField(min_value=1, help_text="The graph's version number.")
+    weight = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
+
+
+class ExperimentSerializer(serializers.ModelSerializer[Experiment]):
+    graph = serializers.CharField(source="graph.name")
+    variants = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "key",
+            "graph",
+            "hypothesis",
+            "status",
+            "coverage",
+            "min_units",
+            "guardrails",
+            "variants",
+            "started_at",
+            "ended_at",
+            "stopped_reason",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_variants(self, experiment: Experiment) -> list[dict[str, Any]]:
+        return [
+            {"name": v.name, "version": v.version.number, "weight": v.weight}
+            for v in experiment.variants.select_related("version")
+        ]
+
+
+class CreateExperimentSerializer(serializers.Serializer[Any]):
+    graph = serializers.CharField(max_length=200)
+    key = serializers.SlugField(max_length=100)
+    hypothesis = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    coverage = serializers.FloatField(min_value=0.0, max_value=1.0, default=1.0)
+    min_units = serializers.IntegerField(min_value=1, default=100)
+    guardrails = serializers.BooleanField(default=True)
+    variants = VariantSerializer(many=True)
+
+    def validate_key(self, value: str) -> str:
+        if Experiment.objects.filter(key=value).exists():
+            raise serializers.ValidationError("An experiment with this key exists already.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        variants = attrs["variants"]
+        errors: dict[str, Any] = {}
+        graph = Graph.objects.filter(name=attrs["graph"]).first()
+        if graph is None:
+            errors["graph"] = [f"No graph named {attrs['graph']!r}."]
+        if len(variants) < 2:
+            errors["variants"] = ["At least two variants: the first is the control."]
+        elif len({v["name"] for v in variants}) != len(variants):
+            errors["variants"] = ["Variant names must differ."]
+        elif not 0.99 <= sum(v["weight"] for v in variants) <= 1.01:
+            errors["variants"] = ["The weights must add up to 1."]
+        elif graph is not None:
+            numbers = set(GraphVersion.objects.filter(graph=graph).values_list("number", flat=True))
+            missing = sorted({v["version"] for v in variants} - numbers)
+            if missing:
+                errors["variants"] = [f"{graph.name} has no version {missing[0]}."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        attrs["graph"] = graph
+        return attrs
+
+
+class RecordResultSerializer(serializers.Serializer[Any]):
+    """One outcome of an experiment's run that happened outside an instrumented graph."""
+
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    session_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    variant = serializers.SlugField(max_length=50)
+    success = serializers.BooleanField()
+    duration_ms = serializers.FloatField(min_value=0.0)
+    started_at = serializers.DateTimeField(required=False)
+    error = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("user_id") and not attrs.get("session_id"):
+            raise serializers.ValidationError({"user_id": ["A user_id or a session_id."]})
+        return attrs

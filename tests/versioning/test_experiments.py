@@ -152,3 +152,105 @@ def test_resolve_errors(app: APIClient) -> None:
     assert app.get("/api/v1/graphs/nope/resolve").status_code == 404
     assert resolve(app, user_id="u" * 300).status_code == 400
     assert APIClient().get("/api/v1/graphs/support-bot/resolve").status_code == 401
+
+
+def test_experiments_through_the_api(versions: Any) -> None:
+    manager = key_client("manage", "read", name="pm")
+    body = {
+        "graph": "support-bot",
+        "key": "reply-v2",
+        "hypothesis": "the lookup answers better",
+        "variants": [
+            {"name": "control", "version": 1, "weight": 0.5},
+            {"name": "treatment", "version": 2, "weight": 0.5},
+        ],
+    }
+
+    created = manager.post("/api/v1/experiments/", body, format="json")
+    duplicate = manager.post("/api/v1/experiments/", body, format="json")
+    started = manager.post("/api/v1/experiments/reply-v2/start/")
+    again = manager.post("/api/v1/experiments/reply-v2/start/")
+    stopped = manager.post("/api/v1/experiments/reply-v2/stop/", {"reason": "enough"})
+
+    assert created.status_code == 201
+    assert created.json()["variants"] == [
+        {"name": "control", "version": 1, "weight": 0.5},
+        {"name": "treatment", "version": 2, "weight": 0.5},
+    ]
+    assert created.json()["created_by"] == "key:pm"
+    assert duplicate.status_code == 400 and "exists already" in duplicate.json()["key"][0]
+    assert started.status_code == 200 and started.json()["status"] == "running"
+    assert again.status_code == 409
+    assert stopped.json()["status"] == "stopped"
+    assert stopped.json()["stopped_reason"] == "enough"
+    listed = manager.get("/api/v1/experiments/").json()["results"]
+    assert [e["key"] for e in listed] == ["reply-v2"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"graph": "nope"}, "graph", "No graph named"),
+        ({"variants": [{"name": "a", "version": 1, "weight": 1.0}]}, "variants", "two variants"),
+        (
+            {"variants": [{"name": "a", "version": 1}, {"name": "b", "version": 9}]},
+            "variants",
+            "no version 9",
+        ),
+        (
+            {"variants": [{"name": "a", "version": 1, "weight": 0.9}, {"name": "b", "version": 2}]},
+            "variants",
+            "add up to 1",
+        ),
+        ({"key": "not a slug"}, "key", "letters"),
+    ],
+)
+def test_bad_experiments_get_field_errors(
+    versions: Any, change: dict[str, Any], field: str, message: str
+) -> None:
+    manager = key_client("manage")
+    body = {
+        "graph": "support-bot",
+        "key": "exp",
+        "variants": [{"name": "a", "version": 1}, {"name": "b", "version": 2}],
+    } | change
+
+    response = manager.post("/api/v1/experiments/", body, format="json")
+
+    assert response.status_code == 400
+    assert message in str(response.json()[field])
+    assert not Experiment.objects.exists()
+
+
+def test_record_test_result_stores_a_run_of_the_variant(app: APIClient, versions: Any) -> None:
+    from monitoring.models import GraphRun
+
+    experiment(versions)
+
+    ok = app.post(
+        "/api/v1/experiments/reply-v2/record/",
+        {"user_id": "u1", "variant": "treatment", "success": False, "duration_ms": 812.5},
+        format="json",
+    )
+    unknown = app.post(
+        "/api/v1/experiments/reply-v2/record/",
+        {"user_id": "u1", "variant": "nope", "success": True, "duration_ms": 1},
+        format="json",
+    )
+    anonymous = app.post(
+        "/api/v1/experiments/reply-v2/record/",
+        {"variant": "control", "success": True, "duration_ms": 1},
+        format="json",
+    )
+
+    assert ok.status_code == 201
+    run = GraphRun.objects.get()
+    assert (run.status, run.version, run.experiment, run.user_id, run.duration_ms) == (
+        "error",
+        "2",
+        "reply-v2:treatment",
+        "u1",
+        812.5,
+    )
+    assert unknown.status_code == 400 and "no variant 'nope'" in unknown.json()["variant"][0]
+    assert anonymous.status_code == 400 and "user_id" in anonymous.json()
