@@ -141,15 +141,21 @@ class GraphVersionViewSet(viewsets.GenericViewSet[GraphVersion]):
         raw = request.query_params.get("against", str(version.number - 1))
         if not raw.isdigit():
             raise ValidationError({"against": ["A version number."]})
-        other = self.get_queryset().filter(number=int(raw)).first()
-        if other is None:
-            raise ValidationError({"against": [f"{graph_name} has no version {raw}."]})
+        before: dict[str, Any]
+        from_number: int | None
+        if raw == "0":  # the first version, against nothing: all of it is new
+            before, from_number = {}, None
+        else:
+            other = self.get_queryset().filter(number=int(raw)).first()
+            if other is None:
+                raise ValidationError({"against": [f"{graph_name} has no version {raw}."]})
+            before, from_number = other.definition, other.number
         return Response(
             {
                 "graph": graph_name,
-                "from": other.number,
+                "from": from_number,
                 "to": version.number,
-                "changes": services.diff(other.definition, version.definition),
+                "changes": services.diff(before, version.definition),
             }
         )
 

@@ -43,6 +43,9 @@ class VersionQuerySet(models.QuerySet["GraphVersion"]):
     def active(self) -> VersionQuerySet:
         return self.filter(is_active=True)
 
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ImmutableVersion("Graph versions are never deleted.")
+
 
 class GraphVersion(models.Model):
     """One immutable definition of a graph: numbered per graph, keyed by the SHA-256 of its

@@ -177,10 +177,12 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         before, after = old.get(section), new.get(section)
         if before == after:
             continue
-        if section in keyed and isinstance(before or [], list) and isinstance(after or [], list):
-            result[section] = _keyed_diff(before or [], after or [], keyed[section])
-        elif isinstance(before or [], list) and isinstance(after or [], list):
-            result[section] = _list_diff(before or [], after or [])
+        if all(isinstance(value, list) or value is None for value in (before, after)):
+            items = [*(before or []), *(after or [])]
+            if section in keyed and all(isinstance(item, dict) for item in items):
+                result[section] = _keyed_diff(before or [], after or [], keyed[section])
+            else:
+                result[section] = _list_diff(before or [], after or [])
         else:
             result.setdefault("config", {})[section] = {"before": before, "after": after}
     return result

@@ -205,3 +205,29 @@ def test_concurrent_activations_leave_one_active_version_and_a_consistent_histor
     for before, after in itertools.pairwise(events):
         assert after.from_version_id == before.to_version_id  # each saw the previous winner
     assert events[-1].to_version_id == GraphVersion.objects.get(is_active=True).id
+
+
+def test_diff_keeps_scalar_changes_and_plain_lists() -> None:
+    assert services.diff({"flag": False}, {}) == {
+        "config": {"flag": {"before": False, "after": None}}
+    }
+    assert services.diff({"nodes": ["a"]}, {"nodes": ["b"]}) == {
+        "nodes": {"added": ["b"], "removed": ["a"]}
+    }
+
+
+def test_the_first_version_diffs_against_nothing(manager: APIClient) -> None:
+    register(manager, V1)
+
+    body = manager.get("/api/v1/graphs/support-bot/versions/1/diff/").json()
+
+    assert body["from"] is None
+    assert len(body["changes"]["nodes"]["added"]) == 2
+
+
+def test_versions_cannot_be_deleted_in_bulk(manager: APIClient) -> None:
+    register(manager, V1)
+
+    with pytest.raises(ImmutableVersion):
+        GraphVersion.objects.all().delete()
+    assert GraphVersion.objects.count() == 1
