@@ -538,29 +538,31 @@ def _url_hint(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}/…" if parts.scheme and parts.hostname else "set"
 
 
-class NotificationChannelForm(forms.ModelForm[NotificationChannel]):
-    url = forms.CharField(
-        label="URL",
+def _secret_field(label: str, max_length: int, help_text: str) -> forms.CharField:
+    """An input whose stored value is never rendered back into the page."""
+    return forms.CharField(
+        label=label,
         required=False,
-        max_length=2048,
+        max_length=max_length,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="Slack: the incoming webhook URL. Webhook: where to POST the JSON. "
+        help_text=help_text,
+    )
+
+
+class NotificationChannelForm(forms.ModelForm[NotificationChannel]):
+    url = _secret_field(
+        "URL",
+        2048,
+        "Slack: the incoming webhook URL. Webhook: where to POST the JSON. "
         "PagerDuty: optional, the Events API v2 URL (default events.pagerduty.com).",
     )
-    secret = forms.CharField(
-        label="Signing secret",
-        required=False,
-        max_length=500,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="Webhook only, optional: each body is signed with it "
-        "(X-Lgmon-Signature: sha256=<HMAC>).",
+    secret = _secret_field(
+        "Signing secret",
+        500,
+        "Webhook only, optional: each body is signed with it (X-Lgmon-Signature: sha256=<HMAC>).",
     )
-    routing_key = forms.CharField(
-        label="Routing key",
-        required=False,
-        max_length=200,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="PagerDuty only: the integration's routing key.",
+    routing_key = _secret_field(
+        "Routing key", 200, "PagerDuty only: the integration's routing key."
     )
     to = forms.CharField(
         label="Recipients",

@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 from lgmon_client import Sender
 from monitoring import ingest, rollups
 from monitoring.models import ApiKey
+from tests.fakes import FakeReceiver
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -175,6 +176,20 @@ def unused_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def receiver() -> Iterator[FakeReceiver]:
+    """A local HTTP server playing Slack, PagerDuty or a remote webhook (``tests/fakes.py``)."""
+    server = FakeReceiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def allow_private(settings: Any) -> None:
+    """The fake receiver is on loopback, which the SSRF guard refuses unless allowed."""
+    settings.LGMON_ALERTS_ALLOW_PRIVATE_TARGETS = True
 
 
 def uses_postgres() -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,18 +31,6 @@ def admin_client_(admin_user: Any) -> Client:
     client = Client()
     client.force_login(admin_user)
     return client
-
-
-@pytest.fixture
-def receiver() -> Iterator[FakeReceiver]:
-    server = FakeReceiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def allow_private(settings: Any) -> None:
-    settings.LGMON_ALERTS_ALLOW_PRIVATE_TARGETS = True
 
 
 @pytest.fixture

@@ -31,12 +31,9 @@ T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 Post = Callable[..., Any]
 
 
-@pytest.fixture
-def receiver(settings: Any) -> Iterator[FakeReceiver]:
-    settings.LGMON_ALERTS_ALLOW_PRIVATE_TARGETS = True  # the fake receiver is on loopback
-    server = FakeReceiver()
-    yield server
-    server.close()
+@pytest.fixture(autouse=True)
+def _loopback_receivers(allow_private: None) -> None:
+    """Every test here delivers to the fake receiver, on loopback."""
 
 
 @pytest.fixture

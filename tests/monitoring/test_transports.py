@@ -65,19 +65,6 @@ def make_message(**changes: Any) -> Message:
 
 
 @pytest.fixture
-def receiver() -> Iterator[FakeReceiver]:
-    server = FakeReceiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def allow_private(settings: Any) -> None:
-    """The fake receiver is on loopback, which the SSRF guard refuses unless allowed."""
-    settings.LGMON_ALERTS_ALLOW_PRIVATE_TARGETS = True
-
-
-@pytest.fixture
 def guarded(settings: Any) -> None:
     settings.LGMON_ALERTS_ALLOW_PRIVATE_TARGETS = False
 
