@@ -179,6 +179,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.tasks.evaluate_alerts",
         "schedule": timedelta(seconds=env.float("LGMON_ALERT_EVAL_INTERVAL_S", default=30.0)),
     },
+    "check-experiment-guardrails": {
+        "task": "versioning.tasks.check_guardrails",
+        "schedule": timedelta(seconds=env.float("LGMON_GUARDRAIL_INTERVAL_S", default=60.0)),
+    },
     "deliver-notifications": {
         "task": "monitoring.tasks.deliver_notifications",
         "schedule": timedelta(seconds=env.float("LGMON_DELIVERY_INTERVAL_S", default=10.0)),

@@ -22,6 +22,7 @@ from monitoring.auth import IngestScope, ManageScope, ReadScope, actor
 
 from . import experiments, services
 from .models import Experiment, Graph, GraphVersion, Variant, VersionEvent
+from .results import compute as compute_results
 from .serializers import (
     CreateExperimentSerializer,
     ExperimentSerializer,
@@ -274,6 +275,11 @@ class ExperimentViewSet(viewsets.GenericViewSet[Experiment]):
             detail = f"{experiment.key} is {experiment.status}, not running."
             return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
         return Response(ExperimentSerializer(experiment).data)
+
+    @action(detail=True, methods=["get"])
+    def results(self, request: Request, key: str) -> Response:
+        """Per-variant figures and comparisons with the control, from the runs."""
+        return Response(compute_results(self.get_object(), now=timezone.now()))
 
     @action(detail=True, methods=["post"])
     def record(self, request: Request, key: str) -> Response:

@@ -157,6 +157,12 @@ class Experiment(models.Model):
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     ended_at = models.DateTimeField(null=True, blank=True, editable=False)
     stopped_reason = models.TextField(blank=True, editable=False)
+    sequential = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="Running minimum of each always-valid p-value over every look.",
+    )
     created_by = models.CharField(max_length=150, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
