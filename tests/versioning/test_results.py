@@ -120,7 +120,10 @@ def test_the_guardrail_stops_the_experiment_and_rolls_back_with_the_figures(
     assert reason is not None and running.stopped_reason == reason
     assert "treatment is significantly worse than control: error_rate" in reason
     assert "sequential p" in reason
-    event = VersionEvent.objects.get(action="auto_rollback")
+    event = VersionEvent.objects.select_related("from_version", "to_version").get(
+        action="auto_rollback"
+    )
+    assert event.from_version is not None
     assert (event.from_version.number, event.to_version.number) == (2, 1)
     assert (event.actor, event.reason) == ("lgmon guardrail", reason)
     assert GraphVersion.objects.get(is_active=True).number == 1
