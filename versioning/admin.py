@@ -1,17 +1,23 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import IntegerField, OuterRef, QuerySet, Subquery, Sum
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.core.validators import validate_slug
+from django.db.models import IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -19,8 +25,10 @@ from django.utils.text import Truncator
 
 from monitoring.models import HourRollup, RunStatus
 
-from . import services
-from .models import Graph, GraphVersion, VersionEvent
+from . import experiments, services
+from .models import Experiment, Graph, GraphVersion, Variant, VersionEvent
+from .results import METRICS
+from .results import compute as compute_results
 
 ACTIVATE_PERMISSION = "versioning.activate_graphversion"
 """Activating and rolling back change what a graph runs: a permission of its own."""
@@ -599,3 +607,470 @@ class VersionEventAdmin(ReadOnlyMixin, admin.ModelAdmin[VersionEvent]):
     @admin.display(description="reason", ordering="reason")
     def reason_text(self, event: VersionEvent) -> str:
         return Truncator(event.reason).chars(100)
+
+
+# --- Experiments ---------------------------------------------------------------------------------
+
+RESULTS_TEMPLATE = "admin/versioning/experiment/results.html"
+DASH = "–"
+"""What a figure that does not exist (yet) shows as."""
+
+WEIGHT_TOLERANCE = 0.01
+
+_METRIC_LABELS = {
+    "success_rate": "Success rate",
+    "error_rate": "Error rate",
+    "latency_mean_ms": "Latency mean (ms)",
+    "latency_p95_ms": "Latency p95 (ms)",
+}
+
+
+def _results_url(experiment_id: int) -> str:
+    return reverse("admin:versioning_experiment_results", args=[experiment_id])
+
+
+def _share(weight: float) -> str:
+    return f"{100 * weight:.4g}%"
+
+
+class ExperimentForm(forms.ModelForm[Experiment]):
+    class Meta:
+        model = Experiment
+        fields = ["graph", "key", "hypothesis", "coverage", "min_units", "guardrails"]
+
+    def clean_coverage(self) -> float:
+        coverage = float(self.cleaned_data["coverage"])
+        if not 0.0 <= coverage <= 1.0:
+            raise forms.ValidationError("A share between 0 and 1 (1 = every unit).")
+        return coverage
+
+    def clean_min_units(self) -> int:
+        min_units = int(self.cleaned_data["min_units"])
+        if min_units < 1:
+            raise forms.ValidationError("At least 1 unit per variant.")
+        return min_units
+
+
+class VariantForm(forms.ModelForm[Variant]):
+    class Meta:
+        model = Variant
+        fields = ["name", "version", "weight"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "name" in self.fields:
+            # Runs report ``<experiment key>:<variant name>``: a slug, as the API asks.
+            self.fields["name"].validators.append(validate_slug)
+            self.fields["name"].help_text = "Letters, digits, - and _."
+
+    def clean_weight(self) -> float:
+        weight = float(self.cleaned_data["weight"])
+        if not 0.0 < weight <= 1.0:
+            raise forms.ValidationError("A share above 0 and at most 1.")
+        return weight
+
+
+class VariantFormSet(forms.BaseInlineFormSet[Variant, Experiment, forms.ModelForm[Variant]]):
+    """An experiment's variants, checked together: two at least, weights adding up to 1 and
+    every version one of the experiment's graph. The first row is the control."""
+
+    def add_fields(self, form: forms.ModelForm[Variant], index: int | None) -> None:
+        super().add_fields(form, index)
+        version = form.fields.get("version")
+        if isinstance(version, forms.ModelChoiceField):
+            versions = GraphVersion.objects.select_related("graph").order_by("graph", "number")
+            if self.instance.pk is not None and self.instance.graph_id is not None:
+                # A saved experiment's graph is fixed: offer its versions only.
+                versions = versions.filter(graph_id=self.instance.graph_id)
+            version.queryset = versions
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        live = [
+            form
+            for form in self.forms
+            if form.cleaned_data and not (self.can_delete and form.cleaned_data.get("DELETE"))
+        ]
+        graph_id = self.instance.graph_id
+        for form in live:
+            version: GraphVersion = form.cleaned_data["version"]
+            if graph_id is not None and version.graph_id != graph_id:
+                form.add_error(
+                    "version",
+                    f"{version} is a version of {version.graph}, not of {self.instance.graph}.",
+                )
+        if len(live) < 2:
+            raise forms.ValidationError(
+                "An experiment needs at least two variants: the first is the control."
+            )
+        total = sum(float(form.cleaned_data["weight"]) for form in live)
+        if abs(total - 1.0) > WEIGHT_TOLERANCE:
+            raise forms.ValidationError(
+                f"The weights must add up to 1 (±{WEIGHT_TOLERANCE}); they add up to {total:.4g}."
+            )
+
+
+def _is_draft(experiment: Experiment | None) -> bool:
+    return experiment is None or experiment.status == Experiment.Status.DRAFT
+
+
+class VariantInline(admin.TabularInline[Variant, Experiment]):
+    """Editable while the experiment is a draft; read-only once it has started, so the weights
+    units were assigned by stay what the results say they were. Permissions are the
+    experiment's: variants are part of it."""
+
+    model = Variant
+    form = VariantForm
+    formset = VariantFormSet
+    fields = ("role", "name", "version", "weight")
+    readonly_fields = ("role",)
+    ordering = ["position"]
+    verbose_name_plural = "variants (the first is the control)"
+
+    def get_extra(self, request: HttpRequest, obj: Experiment | None = None, **kwargs: Any) -> int:
+        return 2 if obj is None else 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Variant]:
+        return super().get_queryset(request).select_related("version__graph")
+
+    @admin.display(description="role")
+    def role(self, variant: Variant) -> str:
+        if variant.pk is None:
+            return ""
+        return "control" if variant.position == 0 else "treatment"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        opts = Experiment._meta
+        return request.user.has_perm(
+            f"{opts.app_label}.view_{opts.model_name}"
+        ) or self._may_change(request, None)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_change(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_change(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_change(request, obj)
+
+    @staticmethod
+    def _may_change(request: HttpRequest, experiment: Experiment | None) -> bool:
+        opts = Experiment._meta
+        return _is_draft(experiment) and request.user.has_perm(
+            f"{opts.app_label}.change_{opts.model_name}"
+        )
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def _figure(value: float | None, pattern: str, scale: float = 1.0) -> str:
+    """``value`` times ``scale`` in ``pattern``; a dash when there is no figure (None, or an
+    infinite bound)."""
+    if value is None or _missing(value):
+        return DASH
+    return pattern.format(scale * value)
+
+
+def _percent(value: float | None) -> str:
+    return _figure(value, "{:.1f}%", 100)
+
+
+def _ms(value: float | None) -> str:
+    return _figure(value, "{:,.1f}")
+
+
+def _p_value(value: float | None) -> str:
+    if value is not None and value < 0.0001:
+        return "< 0.0001"
+    return _figure(value, "{:.4f}")
+
+
+def _signed(value: float | None, *, rate: bool) -> str:
+    """A difference: percentage points for a rate, milliseconds for a latency."""
+    return _figure(value, "{:+.2f} pp", 100) if rate else _figure(value, "{:+,.1f} ms")
+
+
+def _lift(value: float | None) -> str:
+    return _figure(value, "{:+.1f}%", 100)
+
+
+def _interval(bounds: Any, show: Callable[[float | None], str]) -> str:
+    """``[low, high]``, or a dash when the interval is unknown or unbounded."""
+    if not isinstance(bounds, list | tuple) or len(bounds) != 2 or any(map(_missing, bounds)):
+        return DASH
+    return f"[{show(bounds[0])}, {show(bounds[1])}]"
+
+
+def _verdict(verdict: str, units: int, min_units: int) -> tuple[str, str]:
+    """The verdict as shown, and its CSS class."""
+    if verdict == "collecting":
+        return f"collecting data ({units}/{min_units})", "verdict-collecting"
+    if verdict in ("better", "worse"):
+        return verdict.upper(), f"verdict-{verdict}"
+    return verdict, f"verdict-{verdict}"
+
+
+def results_context(experiment: Experiment, document: dict[str, Any]) -> dict[str, Any]:
+    """The results document as rows of display strings, for the template to escape."""
+    units = {row["name"]: int(row["units"]) for row in document["variants"]}
+    variants = []
+    for row in document["variants"]:
+        latency = row.get("latency_ms") or {}
+        variants.append(
+            {
+                "name": row["name"],
+                "version": row["version"],
+                "weight": _share(float(row["weight"])),
+                "assigned_units": row["assigned_units"],
+                "units": row["units"],
+                "runs": row["runs"],
+                "success_rate": _percent(row["success_rate"]),
+                "error_rate": _percent(row["error_rate"]),
+                "latency_mean": _ms(latency.get("mean")),
+                "latency_p50": _ms(latency.get("p50")),
+                "latency_p95": _ms(latency.get("p95")),
+            }
+        )
+    comparisons = []
+    for comparison in document["comparisons"]:
+        smaller = min(units.get(comparison["against"], 0), units.get(comparison["variant"], 0))
+        metrics = []
+        for name, (_, guardrail) in METRICS.items():
+            figures = comparison[name]
+            rate = name.endswith("_rate")
+            mean = _percent if rate else _ms
+            verdict, verdict_class = _verdict(
+                str(figures["verdict"]), smaller, experiment.min_units
+            )
+            metrics.append(
+                {
+                    "name": name,
+                    "label": _METRIC_LABELS.get(name, name),
+                    "control": mean(figures["control_mean"]),
+                    "treatment": mean(figures["treatment_mean"]),
+                    "difference": _signed(figures["difference"], rate=rate),
+                    "difference_ci": _interval(
+                        figures["difference_ci"], partial(_signed, rate=rate)
+                    ),
+                    "relative_lift": _lift(figures["relative_lift"]),
+                    "relative_lift_ci": _interval(figures["relative_lift_ci"], _lift),
+                    "p_value": _p_value(figures["p_value"]),
+                    "sequential_p_value": _p_value(figures["sequential_p_value"]),
+                    "verdict": verdict,
+                    "verdict_class": verdict_class,
+                    "guardrail": guardrail,
+                    "guardrail_breached": bool(figures["guardrail_breached"]),
+                }
+            )
+        comparisons.append(
+            {"variant": comparison["variant"], "against": comparison["against"], "metrics": metrics}
+        )
+    srm = document["sample_ratio_mismatch"]
+    return {
+        "variants": variants,
+        "comparisons": comparisons,
+        "srm": {
+            "statistic": DASH if _missing(srm["statistic"]) else f"{srm['statistic']:.3f}",
+            "p_value": _p_value(srm["p_value"]),
+            "flagged": bool(srm["flagged"]),
+        },
+    }
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin[Experiment]):
+    """A/B tests between versions of a graph: drafted here with their variants, then started
+    and stopped by the actions; read-only once started. Results on a page of their own."""
+
+    form = ExperimentForm
+    inlines = [VariantInline]
+    list_display = [
+        "key",
+        "graph",
+        "status_text",
+        "variants_summary",
+        "coverage_share",
+        "started_at",
+        "ended_at",
+        "results_link",
+    ]
+    list_filter = ["status", "graph"]
+    list_select_related = ["graph"]
+    search_fields = ["key", "hypothesis", "graph__name"]
+    date_hierarchy = "created_at"
+    actions = ["start", "stop"]
+    _STATE_FIELDS = [
+        "status",
+        "started_at",
+        "ended_at",
+        "stopped_reason",
+        "salt",
+        "created_by",
+        "created_at",
+        "results_link",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Experiment]:
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                Prefetch(
+                    "variants",
+                    queryset=Variant.objects.select_related("version").order_by("position"),
+                )
+            )
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Experiment | None = None) -> Any:
+        editable = ["graph", "key", "hypothesis", "coverage", "min_units", "guardrails"]
+        if obj is None:
+            return [(None, {"fields": editable})]
+        return [(None, {"fields": editable}), ("State", {"fields": self._STATE_FIELDS})]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Experiment | None = None) -> Any:
+        if obj is None:
+            return []
+        return ["graph", *self._STATE_FIELDS]  # a saved experiment keeps its graph
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        # Deleting would take a running experiment's assignments with it: drafts are deleted
+        # from their own page only.
+        actions.pop("delete_selected", None)
+        return actions
+
+    # Permissions: a draft is edited; a running or stopped experiment is only looked at.
+
+    def has_change_permission(self, request: HttpRequest, obj: Experiment | None = None) -> bool:
+        return _is_draft(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Experiment | None = None) -> bool:
+        return _is_draft(obj) and super().has_delete_permission(request, obj)
+
+    # Saving -------------------------------------------------------------------------------------
+
+    def save_model(self, request: HttpRequest, obj: Experiment, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = _actor(request)
+        super().save_model(request, obj, form, change)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """Variants are numbered in the order shown: the first is the control (position 0)."""
+        if formset.model is not Variant:
+            super().save_formset(request, form, formset, change)
+            return
+        formset.save(commit=False)
+        for gone in formset.deleted_objects:
+            gone.delete()
+        deleted = set(formset.deleted_forms)
+        rows = [f.instance for f in formset.initial_forms if f not in deleted]
+        rows += [f.instance for f in formset.extra_forms if f.has_changed() and f not in deleted]
+        # Kept rows are in ascending position and each moves down or stays, so renumbering
+        # them in order never collides with a position still taken.
+        for position, variant in enumerate(rows):
+            variant.experiment = form.instance
+            variant.position = position
+            variant.save()
+        formset.save_m2m()
+
+    # The list -----------------------------------------------------------------------------------
+
+    @admin.display(description="status", ordering="status")
+    def status_text(self, experiment: Experiment) -> SafeString | str:
+        if experiment.status == Experiment.Status.STOPPED and experiment.stopped_reason:
+            return format_html(
+                '{}<br><small title="{}">{}</small>',
+                experiment.get_status_display(),
+                experiment.stopped_reason,
+                Truncator(experiment.stopped_reason).chars(80),
+            )
+        return experiment.get_status_display()
+
+    @admin.display(description="variants")
+    def variants_summary(self, experiment: Experiment) -> str:
+        variants = sorted(experiment.variants.all(), key=lambda v: v.position)
+        if not variants:
+            return DASH
+        return " / ".join(f"{v.name} v{v.version.number} {_share(v.weight)}" for v in variants)
+
+    @admin.display(description="coverage", ordering="coverage")
+    def coverage_share(self, experiment: Experiment) -> str:
+        return _share(experiment.coverage)
+
+    @admin.display(description="results")
+    def results_link(self, experiment: Experiment) -> SafeString | str:
+        if experiment.pk is None:
+            return DASH
+        return format_html('<a href="{}">results</a>', _results_url(experiment.pk))
+
+    # Actions ------------------------------------------------------------------------------------
+
+    @admin.action(description="Start the selected draft experiments", permissions=["change"])
+    def start(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        now = timezone.now()
+        for experiment in queryset.select_related("graph"):
+            try:
+                experiments.start(experiment, now=now)
+            except experiments.ExperimentError as exc:
+                self.message_user(request, f"{experiment}: {exc}", messages.ERROR)
+                continue
+            self.log_change(request, experiment, "Started.")
+            self.message_user(request, f"{experiment}: started.", messages.SUCCESS)
+
+    @admin.action(description="Stop the selected running experiments", permissions=["change"])
+    def stop(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        now = timezone.now()
+        reason = f"stopped by {_actor(request)}"
+        for experiment in queryset:
+            if not experiments.stop(experiment, now=now, reason=reason):
+                self.message_user(
+                    request,
+                    f"{experiment} is {experiment.status}, not running: not stopped.",
+                    messages.ERROR,
+                )
+                continue
+            self.log_change(request, experiment, f"Stopped: {reason}.")
+            self.message_user(request, f"{experiment}: stopped.", messages.SUCCESS)
+
+    # The results page ---------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "<path:object_id>/results/",
+                self.admin_site.admin_view(self.results_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_results",
+            )
+        ]
+        return [*own, *super().get_urls()]
+
+    def results_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
+        """Per-variant figures, comparisons with the control and the sample-ratio check,
+        computed from the runs now (``versioning.results.compute``)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        experiment = self.get_object(request, unquote(object_id))
+        if experiment is None:
+            raise Http404(f"No experiment with id {object_id!r}.")
+        if not self.has_view_permission(request, experiment):
+            raise PermissionDenied
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": f"Results of {experiment.key}",
+            "opts": self.opts,
+            "experiment": experiment,
+            "graph_url": reverse("admin:versioning_graph_change", args=[experiment.graph_id]),
+            "media": self.media,
+            "has_results": False,
+        }
+        if experiment.variants.exists():
+            document = compute_results(experiment, now=timezone.now())
+            context.update(has_results=True, **results_context(experiment, document))
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, RESULTS_TEMPLATE, context)

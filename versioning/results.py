@@ -104,6 +104,17 @@ def _unit_arrays(arm: _Arm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def compute(experiment: Experiment, *, now: datetime) -> dict[str, Any]:
     """The results document (JSON-ready); ``sequential`` holds the new running p-values."""
     variants = list(experiment.variants.select_related("version").order_by("position"))
+    if not variants:
+        variants_missing: dict[str, Any] = {
+            "experiment": experiment.key,
+            "graph": experiment.graph.name,
+            "status": experiment.status,
+            "variants": [],
+            "comparisons": [],
+            "sample_ratio_mismatch": None,
+            "sequential": {},
+        }
+        return variants_missing
     arms = _arms(experiment, variants, now)
     assigned = dict(
         Assignment.objects.filter(experiment=experiment)
@@ -125,7 +136,8 @@ def compute(experiment: Experiment, *, now: datetime) -> dict[str, Any]:
                 "weight": variant.weight,
                 "assigned_units": assigned.get(variant.name, 0),
                 "units": summary.units,
-                "runs": summary.runs + arm.anonymous_runs,
+                "runs": summary.runs,  # of its units: what the rates divide
+                "anonymous_runs": arm.anonymous_runs,  # no user or session: latency only
                 "success_rate": summary.success_rate,
                 "error_rate": float(errors.sum()) / total if total else None,
                 "latency_ms": asdict(summary.latency),

@@ -96,6 +96,11 @@ class VariantSerializer(serializers.Serializer[Any]):
     version = serializers.IntegerField(min_value=1, help_text="The graph's version number.")
     weight = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
 
+    def validate_weight(self, value: float) -> float:
+        if value <= 0:
+            raise serializers.ValidationError("A variant's weight must be above 0.")
+        return value
+
 
 class ExperimentSerializer(serializers.ModelSerializer[Experiment]):
     graph = serializers.CharField(source="graph.name")
