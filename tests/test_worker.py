@@ -57,6 +57,7 @@ def celery_processes(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
         "LGMON_SYSTEM_SAMPLE_INTERVAL_S": "1",
         "LGMON_ALERT_EVAL_INTERVAL_S": "1",
         "LGMON_DELIVERY_INTERVAL_S": "1",
+        "LGMON_GUARDRAIL_INTERVAL_S": "1",
         "LGMON_ALERTS_ALLOW_PRIVATE_TARGETS": "true",  # the fake webhook receiver is local
     }
     celery = [sys.executable, "-m", "celery", "-A", "lgmon_site"]
@@ -228,3 +229,51 @@ def test_failing_runs_fire_one_alert_and_resolve_it_through_worker_and_beat(
 
 def _logs(tmp_path: Path) -> str:
     return "\n".join((tmp_path / name).read_text() for name in ("worker.log", "beat.log"))
+
+
+def test_a_guardrail_stops_a_failing_experiment_on_the_beat_schedule(
+    celery_processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    from tests.versioning.test_versions_api import V1, v2
+    from versioning import experiments, services
+    from versioning.models import Assignment, Experiment, Variant, VersionEvent
+
+    control = services.register("support-bot", V1).version
+    treatment = services.register("support-bot", v2()).version
+    experiment = Experiment.objects.create(graph=control.graph, key="guarded", min_units=50)
+    arms = [
+        Variant.objects.create(experiment=experiment, position=0, name="a", version=control),
+        Variant.objects.create(experiment=experiment, position=1, name="b", version=treatment),
+    ]
+    now = timezone.now()
+    experiments.start(experiment, now=now - timedelta(minutes=5))
+    runs = []
+    for arm, failing in zip(arms, (0, 3), strict=True):  # b fails 3 runs in 4
+        for index in range(200):
+            user = f"{arm.name}-{index}"
+            Assignment.objects.create(experiment=experiment, unit=user, variant=arm)
+            runs += [
+                graph_run(
+                    started_at=now - timedelta(minutes=1),
+                    status="error" if run < failing else "success",
+                    user_id=user,
+                    experiment=f"guarded:{arm.name}",
+                    version=str(arm.version.number),
+                )
+                for run in range(4)
+            ]
+    assert ingest.ingest({"graph_runs": runs}, now).counts["created"] == 1600
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert all(p.poll() is None for p in celery_processes), _logs(tmp_path)
+        if Experiment.objects.get(id=experiment.id).status == "stopped":
+            break
+        time.sleep(0.5)
+
+    experiment.refresh_from_db()
+    assert experiment.status == "stopped", _logs(tmp_path)
+    assert "b is significantly worse than a: error_rate" in experiment.stopped_reason
+    event = VersionEvent.objects.get(action="auto_rollback")
+    assert (event.actor, event.reason) == ("lgmon guardrail", experiment.stopped_reason)
+    assert "versioning.tasks.check_guardrails" in _logs(tmp_path)
