@@ -3,14 +3,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from monitoring.openapi import AUTH_ERRORS, BAD_REQUEST, path_parameter
 from monitoring.serializers import WindowQuerySerializer
 
 from . import queries
+from .openapi import (
+    ActiveUsersSerializer,
+    NodeUsageListSerializer,
+    PopularGraphsSerializer,
+    UserAnalyticsSerializer,
+)
 
 
 class AnalyticsQuerySerializer(WindowQuerySerializer):
@@ -18,8 +26,12 @@ class AnalyticsQuerySerializer(WindowQuerySerializer):
 
     default_window = "7d"
 
-    days = serializers.IntegerField(required=False, min_value=1, max_value=400)
-    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=1000)
+    days = serializers.IntegerField(
+        required=False, min_value=1, max_value=400, help_text="The last N days (as window=Nd)."
+    )
+    limit = serializers.IntegerField(
+        required=False, default=20, min_value=1, max_value=1000, help_text="At most this many rows."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "days" in attrs:
@@ -41,6 +53,18 @@ def _window(params: dict[str, Any]) -> dict[str, Any]:
     return {"start": params["start"], "end": params["end"]}
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["analytics"],
+        summary="Graphs by number of runs",
+        parameters=[
+            AnalyticsQuerySerializer,
+            OpenApiParameter("graph", exclude=True),
+            OpenApiParameter("node", exclude=True),
+        ],
+        responses={200: PopularGraphsSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    )
+)
 class PopularGraphsView(APIView):
     def get(self, request: Request) -> Response:
         params = _params(request)
@@ -48,6 +72,14 @@ class PopularGraphsView(APIView):
         return Response({**_window(params), "results": rows})
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["analytics"],
+        summary="Runs and errors per graph and node",
+        parameters=[AnalyticsQuerySerializer, OpenApiParameter("node", exclude=True)],
+        responses={200: NodeUsageListSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    )
+)
 class NodeUsageView(APIView):
     def get(self, request: Request) -> Response:
         params = _params(request)
@@ -55,6 +87,20 @@ class NodeUsageView(APIView):
         return Response({**_window(params), "results": rows[: params["limit"]]})
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["analytics"],
+        summary="One user's runs",
+        parameters=[
+            path_parameter("user_id", str, "The user id the SDK reported."),
+            AnalyticsQuerySerializer,
+            OpenApiParameter("graph", exclude=True),
+            OpenApiParameter("node", exclude=True),
+            OpenApiParameter("limit", exclude=True),
+        ],
+        responses={200: UserAnalyticsSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    )
+)
 class UserAnalyticsView(APIView):
     def get(self, request: Request, user_id: str) -> Response:
         params = _params(request)
@@ -63,6 +109,18 @@ class UserAnalyticsView(APIView):
         )
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["analytics"],
+        summary="Distinct users and sessions",
+        parameters=[
+            AnalyticsQuerySerializer,
+            OpenApiParameter("node", exclude=True),
+            OpenApiParameter("limit", exclude=True),
+        ],
+        responses={200: ActiveUsersSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    )
+)
 class ActiveUsersView(APIView):
     def get(self, request: Request) -> Response:
         params = _params(request)

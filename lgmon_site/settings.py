@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "versioning",
     "monitoring",
     "analytics",
@@ -132,6 +134,34 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema (/api/schema/) and its docs pages (/api/docs/, /api/redoc/): readable by
+# whoever may read the API. The pages' JavaScript is served from the sidecar app's static
+# files, so they work without internet access.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "lgmon API",
+    "VERSION": "1",
+    "DESCRIPTION": (
+        "Monitoring, versioning and A/B testing for LangGraph applications. Authenticate with "
+        "an API key (`Authorization: Bearer lgm_...`) that has the scope the endpoint needs "
+        "(ingest, read or manage), or as a signed-in staff user."
+    ),
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["monitoring.auth.ReadScope"],
+    "SERVE_AUTHENTICATION": [
+        "monitoring.auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "monitoring.models.RunStatus",
+        "ExperimentStatusEnum": "versioning.models.Experiment.Status",
+    },
 }
 
 LOGGING = {
@@ -203,6 +233,11 @@ LGMON_INGEST_MAX_METRIC_POINTS = env.int("LGMON_INGEST_MAX_METRIC_POINTS", defau
 LGMON_INGEST_MAX_CLOCK_SKEW_S = env.float("LGMON_INGEST_MAX_CLOCK_SKEW_S", default=300.0)
 # The Django request body cap must not cut ingest bodies short.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, LGMON_INGEST_MAX_BODY_BYTES)
+# Prometheus /metrics: open to anyone when public, else to this Bearer token or a read-scope
+# API key. Its lgmon_window_* gauges cover the last LGMON_METRICS_WINDOW_S seconds.
+LGMON_METRICS_PUBLIC = env.bool("LGMON_METRICS_PUBLIC", default=False)
+LGMON_METRICS_TOKEN = env.str("LGMON_METRICS_TOKEN", default="")
+LGMON_METRICS_WINDOW_S = env.float("LGMON_METRICS_WINDOW_S", default=300.0)
 # Alerting: the evaluation tick, delivery retries, and where alert links point.
 LGMON_ALERT_EVAL_INTERVAL_S = env.float("LGMON_ALERT_EVAL_INTERVAL_S", default=30.0)
 LGMON_DELIVERY_INTERVAL_S = env.float("LGMON_DELIVERY_INTERVAL_S", default=10.0)

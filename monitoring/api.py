@@ -5,6 +5,13 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -16,6 +23,21 @@ from rest_framework.views import APIView
 from . import alerting, ingest, rollups
 from .auth import IngestScope, ManageScope, ReadScope, actor
 from .models import Alert, GraphRun
+from .openapi import (
+    AUTH_ERRORS,
+    BAD_REQUEST,
+    CONFLICT,
+    INGEST_REJECTED,
+    NOT_FOUND,
+    AverageDurationSerializer,
+    ErrorDetailSerializer,
+    ErrorRateSerializer,
+    GroupedStatsSerializer,
+    IngestBatchSerializer,
+    IngestResultSerializer,
+    SeriesSerializer,
+    StatsSerializer,
+)
 from .serializers import (
     AlertFilterSerializer,
     AlertSerializer,
@@ -27,6 +49,29 @@ from .serializers import (
 )
 
 
+@extend_schema_view(
+    post=extend_schema(
+        tags=["ingest"],
+        summary="Send a batch of graph runs and metric points",
+        request={"application/json": IngestBatchSerializer},
+        responses={
+            200: OpenApiResponse(
+                IngestResultSerializer, description="Every item was created or a duplicate."
+            ),
+            207: OpenApiResponse(
+                IngestResultSerializer, description="Some items were rejected, others stored."
+            ),
+            400: INGEST_REJECTED,
+            **AUTH_ERRORS,
+            413: OpenApiResponse(
+                ErrorDetailSerializer, description="The body or a list is past the limits."
+            ),
+            415: OpenApiResponse(
+                ErrorDetailSerializer, description="A Content-Encoding other than gzip."
+            ),
+        },
+    )
+)
 class IngestView(APIView):
     """``POST /api/v1/ingest/``: a batch of graph runs (with node runs) and metric points.
 
@@ -74,6 +119,14 @@ def _window_echo(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["stats"],
+        summary="Statistics of a window",
+        parameters=[WindowQuerySerializer],
+        responses={200: StatsSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    )
+)
 class StatsView(APIView):
     """Run count, error rate and latency percentiles for one graph, one node or everything.
 
@@ -87,6 +140,14 @@ class StatsView(APIView):
         return Response({**_window_echo(params), **stats})
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["stats"],
+        summary="Statistics per graph",
+        parameters=[WindowQuerySerializer, OpenApiParameter("node", exclude=True)],
+        responses={200: GroupedStatsSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    )
+)
 class GraphStatsView(APIView):
     """The same statistics per graph, for every graph with runs in the window."""
 
@@ -97,6 +158,14 @@ class GraphStatsView(APIView):
         return Response({"start": params["start"], "end": params["end"], "results": rows})
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["stats"],
+        summary="Statistics per graph and node",
+        parameters=[WindowQuerySerializer, OpenApiParameter("node", exclude=True)],
+        responses={200: GroupedStatsSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    )
+)
 class NodeStatsView(APIView):
     """The same statistics per graph × node, slowest p95 first."""
 
@@ -108,6 +177,14 @@ class NodeStatsView(APIView):
         return Response({"start": params["start"], "end": params["end"], "results": rows})
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["stats"],
+        summary="Statistics over time",
+        parameters=[SeriesQuerySerializer],
+        responses={200: SeriesSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    )
+)
 class SeriesView(APIView):
     """A time series of the statistics in steps of ``1m``, ``5m`` or ``1h``."""
 
@@ -123,6 +200,14 @@ class SeriesView(APIView):
         )
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["stats"],
+        summary="Percent of graph runs that failed",
+        parameters=[MinutesQuerySerializer, OpenApiParameter("node", exclude=True)],
+        responses={200: ErrorRateSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    )
+)
 class ErrorRateView(APIView):
     """The seed's ``get_error_rate(graph_id, minutes)``: percent of graph runs that failed."""
 
@@ -143,6 +228,17 @@ class ErrorRateView(APIView):
         )
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["stats"],
+        summary="Average duration of a node",
+        parameters=[
+            MinutesQuerySerializer,
+            OpenApiParameter("node", str, required=True, description="The node's name."),
+        ],
+        responses={200: AverageDurationSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    )
+)
 class AverageDurationView(APIView):
     """The seed's ``get_average_execution_time(node_name, minutes)`` in milliseconds."""
 
@@ -171,6 +267,26 @@ class NewestRunsFirst(CursorPagination):
     max_page_size = 1000
 
 
+@extend_schema_view(
+    list=extend_schema(
+        tags=["runs"],
+        summary="List graph runs",
+        parameters=[
+            OpenApiParameter("graph", str, description="The graph's name."),
+            OpenApiParameter("user_id", str),
+            OpenApiParameter("session_id", str),
+            OpenApiParameter("version", str),
+            RunFilterSerializer,
+        ],
+        responses={200: GraphRunSerializer(many=True), 400: BAD_REQUEST, **AUTH_ERRORS},
+    ),
+    retrieve=extend_schema(
+        tags=["runs"],
+        summary="Read a graph run",
+        parameters=[OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={200: GraphRunSerializer, **AUTH_ERRORS, 404: NOT_FOUND},
+    ),
+)
 class GraphRunViewSet(viewsets.ReadOnlyModelViewSet[GraphRun]):
     """Raw graph runs, newest first, with their node runs.
 
@@ -217,6 +333,39 @@ class NewestAlertsFirst(CursorPagination):
     max_page_size = 1000
 
 
+ALERT_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="The alert's id.")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        tags=["alerts"],
+        summary="List alerts",
+        parameters=[AlertFilterSerializer],
+        responses={200: AlertSerializer(many=True), 400: BAD_REQUEST, **AUTH_ERRORS},
+    ),
+    retrieve=extend_schema(
+        tags=["alerts"],
+        summary="Read an alert",
+        parameters=[ALERT_ID],
+        responses={200: AlertSerializer, **AUTH_ERRORS, 404: NOT_FOUND},
+    ),
+    resolve=extend_schema(
+        tags=["alerts"],
+        summary="Resolve an alert",
+        parameters=[ALERT_ID],
+        description="Needs the manage scope. Answers the alert as it is afterwards.",
+        request=None,
+        responses={200: AlertSerializer, **AUTH_ERRORS, 404: NOT_FOUND, 409: CONFLICT},
+    ),
+    acknowledge=extend_schema(
+        tags=["alerts"],
+        summary="Acknowledge an alert",
+        parameters=[ALERT_ID],
+        description="Needs the manage scope. Answers the alert as it is afterwards.",
+        request=None,
+        responses={200: AlertSerializer, **AUTH_ERRORS, 404: NOT_FOUND, 409: CONFLICT},
+    ),
+)
 class AlertViewSet(viewsets.ReadOnlyModelViewSet[Alert]):
     """Alerts, newest first, and the two things people do to them.
 

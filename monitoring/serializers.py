@@ -33,11 +33,22 @@ class WindowQuerySerializer(serializers.Serializer[Any]):
 
     default_window = "1h"
 
-    graph = serializers.CharField(required=False, max_length=200)
-    node = serializers.CharField(required=False, max_length=200)
-    window = serializers.CharField(required=False, max_length=16)
-    start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
+    graph = serializers.CharField(
+        required=False, max_length=200, help_text="One graph (default: every graph)."
+    )
+    node = serializers.CharField(
+        required=False, max_length=200, help_text="One node's runs instead of graph runs."
+    )
+    window = serializers.CharField(
+        required=False,
+        max_length=16,
+        help_text="The window ending now: a number and a unit (s, m, h, d, w), e.g. 10m, 24h, "
+        "7d. Default 1h (7d for analytics). Not with start/end.",
+    )
+    start = serializers.DateTimeField(required=False, help_text="Start of the window (ISO 8601).")
+    end = serializers.DateTimeField(
+        required=False, help_text="End of the window (ISO 8601, default now)."
+    )
 
     def validate_window(self, value: str) -> timedelta:
         try:
@@ -84,9 +95,13 @@ class SeriesQuerySerializer(WindowQuerySerializer):
 class MinutesQuerySerializer(serializers.Serializer[Any]):
     """The seed's ``minutes=60`` look-back, for the error-rate and average-duration endpoints."""
 
-    graph = serializers.CharField(required=False, max_length=200)
+    graph = serializers.CharField(
+        required=False, max_length=200, help_text="One graph (default: every graph)."
+    )
     node = serializers.CharField(required=False, max_length=200)
-    minutes = serializers.IntegerField(default=60, min_value=1, max_value=400 * 24 * 60)
+    minutes = serializers.IntegerField(
+        default=60, min_value=1, max_value=400 * 24 * 60, help_text="The look-back in minutes."
+    )
 
 
 class RunFilterSerializer(serializers.Serializer[Any]):

@@ -8,6 +8,13 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -19,9 +26,24 @@ from rest_framework.views import APIView
 
 from monitoring import ingest
 from monitoring.auth import IngestScope, ManageScope, ReadScope, actor
+from monitoring.openapi import (
+    AUTH_ERRORS,
+    BAD_REQUEST,
+    CONFLICT,
+    NOT_FOUND,
+    ErrorDetailSerializer,
+    FieldErrorsSerializer,
+    IngestItemSerializer,
+)
 
 from . import experiments, services
 from .models import Experiment, Graph, GraphVersion, Variant, VersionEvent
+from .openapi import (
+    ExperimentResultsSerializer,
+    RecordedSerializer,
+    ResolutionSerializer,
+    VersionDiffSerializer,
+)
 from .results import compute as compute_results
 from .serializers import (
     CreateExperimentSerializer,
@@ -41,6 +63,18 @@ class ByName(CursorPagination):
     ordering = "name"
 
 
+@extend_schema_view(
+    list=extend_schema(
+        tags=["graphs"],
+        summary="List graphs",
+        responses={200: GraphSerializer(many=True), **AUTH_ERRORS},
+    ),
+    retrieve=extend_schema(
+        tags=["graphs"],
+        summary="Read a graph",
+        responses={200: GraphSerializer, **AUTH_ERRORS, 404: NOT_FOUND},
+    ),
+)
 class GraphViewSet(viewsets.ReadOnlyModelViewSet[Graph]):
     """Every graph lgmon has seen, by name."""
 
@@ -62,6 +96,71 @@ class NewestEventFirst(CursorPagination):
     ordering = ("-created_at", "-id")
 
 
+@extend_schema_view(
+    list=extend_schema(
+        tags=["versions"],
+        summary="List a graph's versions",
+        responses={200: GraphVersionSerializer(many=True), **AUTH_ERRORS, 404: NOT_FOUND},
+    ),
+    retrieve=extend_schema(
+        tags=["versions"],
+        summary="Read a version with its definition",
+        responses={200: GraphVersionDetailSerializer, **AUTH_ERRORS, 404: NOT_FOUND},
+    ),
+    create=extend_schema(
+        tags=["versions"],
+        summary="Register a version",
+        description="Needs the manage scope. A definition registered already answers its "
+        "version with 200.",
+        request=RegisterVersionSerializer,
+        responses={
+            201: OpenApiResponse(GraphVersionSerializer, description="A new version."),
+            200: OpenApiResponse(
+                GraphVersionSerializer, description="The definition's existing version."
+            ),
+            400: BAD_REQUEST,
+            **AUTH_ERRORS,
+        },
+    ),
+    activate=extend_schema(
+        tags=["versions"],
+        summary="Activate a version",
+        description="Needs the manage scope.",
+        request=ReasonSerializer,
+        responses={
+            200: VersionEventSerializer,
+            400: BAD_REQUEST,
+            **AUTH_ERRORS,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+    ),
+    rollback=extend_schema(
+        tags=["versions"],
+        summary="Roll back to a version",
+        description="Needs the manage scope and a reason.",
+        request=ReasonSerializer,
+        responses={
+            200: VersionEventSerializer,
+            400: BAD_REQUEST,
+            **AUTH_ERRORS,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+    ),
+    diff=extend_schema(
+        tags=["versions"],
+        summary="Changes from another version to this one",
+        parameters=[
+            OpenApiParameter(
+                "against",
+                int,
+                description="The version to compare with (default: the one before; 0: none).",
+            )
+        ],
+        responses={200: VersionDiffSerializer, 400: BAD_REQUEST, **AUTH_ERRORS, 404: NOT_FOUND},
+    ),
+)
 class GraphVersionViewSet(viewsets.GenericViewSet[GraphVersion]):
     """A graph's versions (``/api/v1/graphs/<name>/versions/``): list and read (read scope),
     register, activate and roll back (manage scope), and the diff between two."""
@@ -161,6 +260,13 @@ class GraphVersionViewSet(viewsets.GenericViewSet[GraphVersion]):
         )
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["versions"],
+        summary="A graph's activations and rollbacks",
+        responses={200: VersionEventSerializer(many=True), **AUTH_ERRORS, 404: NOT_FOUND},
+    )
+)
 class VersionHistoryView(ListAPIView[VersionEvent]):
     """Every activation and rollback of a graph, newest first."""
 
@@ -174,6 +280,21 @@ class VersionHistoryView(ListAPIView[VersionEvent]):
         )
 
 
+@extend_schema_view(
+    get=extend_schema(
+        tags=["versions"],
+        summary="The version to run for a user or session",
+        parameters=[ResolveQuerySerializer],
+        responses={
+            200: ResolutionSerializer,
+            400: BAD_REQUEST,
+            **AUTH_ERRORS,
+            404: OpenApiResponse(
+                ErrorDetailSerializer, description="No such graph, or it has no active version."
+            ),
+        },
+    )
+)
 class ResolveView(APIView):
     """``GET /api/v1/graphs/<name>/resolve?user_id=&session_id=``: the version the app should
     run for this unit: the active one, or its variant of a running experiment. Open to ingest
@@ -203,6 +324,69 @@ class NewestExperimentFirst(CursorPagination):
     ordering = "-created_at"
 
 
+@extend_schema_view(
+    list=extend_schema(
+        tags=["experiments"],
+        summary="List experiments",
+        responses={200: ExperimentSerializer(many=True), **AUTH_ERRORS},
+    ),
+    retrieve=extend_schema(
+        tags=["experiments"],
+        summary="Read an experiment",
+        responses={200: ExperimentSerializer, **AUTH_ERRORS, 404: NOT_FOUND},
+    ),
+    create=extend_schema(
+        tags=["experiments"],
+        summary="Create an experiment",
+        description="Needs the manage scope. The first variant is the control.",
+        request=CreateExperimentSerializer,
+        responses={201: ExperimentSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+    ),
+    start=extend_schema(
+        tags=["experiments"],
+        summary="Start an experiment",
+        description="Needs the manage scope.",
+        request=None,
+        responses={200: ExperimentSerializer, **AUTH_ERRORS, 404: NOT_FOUND, 409: CONFLICT},
+    ),
+    stop=extend_schema(
+        tags=["experiments"],
+        summary="Stop an experiment",
+        description="Needs the manage scope.",
+        request=ReasonSerializer,
+        responses={
+            200: ExperimentSerializer,
+            400: BAD_REQUEST,
+            **AUTH_ERRORS,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+    ),
+    results=extend_schema(
+        tags=["experiments"],
+        summary="An experiment's results",
+        responses={200: ExperimentResultsSerializer, **AUTH_ERRORS, 404: NOT_FOUND},
+    ),
+    record=extend_schema(
+        tags=["experiments"],
+        summary="Record an outcome",
+        description="Needs the ingest or the manage scope.",
+        request=RecordResultSerializer,
+        responses={
+            201: RecordedSerializer,
+            400: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="RecordRejected",
+                    serializers=[FieldErrorsSerializer, IngestItemSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="An invalid body, or the outcome was rejected as a run.",
+            ),
+            **AUTH_ERRORS,
+            404: NOT_FOUND,
+        },
+    ),
+)
 class ExperimentViewSet(viewsets.GenericViewSet[Experiment]):
     """A/B tests between versions of a graph: list and read (read scope); create, start and
     stop (manage scope); results, computed from the runs; and ``record`` for outcomes of runs

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import Experiment, Graph, GraphVersion, VersionEvent
@@ -125,6 +126,7 @@ class ExperimentSerializer(serializers.ModelSerializer[Experiment]):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(VariantSerializer(many=True))
     def get_variants(self, experiment: Experiment) -> list[dict[str, Any]]:
         return [
             {"name": v.name, "version": v.version.number, "weight": v.weight}
