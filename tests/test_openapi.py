@@ -48,7 +48,8 @@ def _api_v1_operations() -> dict[str, set[str]]:
             route = route.removesuffix("$").removesuffix("?").replace("{pk}", "{id}")
             callback: Any = pattern.callback
             if hasattr(callback, "actions"):
-                methods = set(callback.actions)
+                # DRF adds "head" to a viewset's actions after its first GET: not an operation.
+                methods = set(callback.actions) - {"head"}
             else:
                 view = callback.view_class
                 methods = {name for name in HTTP_METHODS if hasattr(view, name)}
