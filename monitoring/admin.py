@@ -211,7 +211,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
             return
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)

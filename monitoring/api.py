@@ -378,6 +378,10 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet[Alert]):
     serializer_class = AlertSerializer
     pagination_class = NewestAlertsFirst
     permission_classes = [ReadScope]
+    manage_permissions = {
+        "resolve": "monitoring.change_alert",
+        "acknowledge": "monitoring.change_alert",
+    }
     lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[Alert]:

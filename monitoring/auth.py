@@ -10,6 +10,7 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from .models import ApiKey, Scope
+from .roles import READ_PERMISSION
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -41,7 +42,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 class _ScopePermission(permissions.BasePermission):
-    """Allows an API key with the scope, or a signed-in staff user (the admin's own pages)."""
+    """Allows an API key with the scope, or a signed-in staff user whose role grants the
+    Django permission standing for it (``staff_permission``; see ``monitoring.roles``)."""
 
     scope: str
 
@@ -52,19 +54,42 @@ class _ScopePermission(permissions.BasePermission):
             self.message = f"This API key lacks the '{self.scope}' scope."
             return False
         user = request.user
-        return bool(user and user.is_authenticated and user.is_staff)
+        if not (user and user.is_authenticated and user.is_staff):
+            return False
+        needed = self.staff_permission(request, view)
+        if needed is None or not user.has_perm(needed):
+            self.message = "Your role does not allow this."
+            return False
+        return True
+
+    def staff_permission(self, request: Request, view: APIView) -> str | None:
+        raise NotImplementedError
 
 
 class IngestScope(_ScopePermission):
     scope = Scope.INGEST
 
+    def staff_permission(self, request: Request, view: APIView) -> str | None:
+        return "monitoring.add_graphrun"
+
 
 class ReadScope(_ScopePermission):
     scope = Scope.READ
 
+    def staff_permission(self, request: Request, view: APIView) -> str | None:
+        return READ_PERMISSION
+
 
 class ManageScope(_ScopePermission):
+    """For a signed-in person, the permission the view names for the action
+    (``manage_permissions``, by action or HTTP method); none named means superusers only."""
+
     scope = Scope.MANAGE
+
+    def staff_permission(self, request: Request, view: APIView) -> str | None:
+        table: dict[str, str] = getattr(view, "manage_permissions", {})
+        action = getattr(view, "action", None) or (request.method or "").lower()
+        return table.get(action)
 
 
 def actor(request: Request) -> str:

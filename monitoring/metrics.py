@@ -54,6 +54,7 @@ from versioning.models import Experiment, Graph, GraphVersion
 
 from . import histogram, rollups, system
 from .models import Alert, ApiKey, HourRollup, MetricPoint, RunStatus, Scope, Severity
+from .roles import READ_PERMISSION
 
 BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"))
@@ -286,7 +287,12 @@ def _authorized(request: HttpRequest) -> bool:
         key.touch(timezone.now())
         return True
     user = getattr(request, "user", None)
-    return bool(user is not None and user.is_authenticated and user.is_staff)
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_staff
+        and user.has_perm(READ_PERMISSION)
+    )
 
 
 @require_safe

@@ -166,6 +166,11 @@ class GraphVersionViewSet(viewsets.GenericViewSet[GraphVersion]):
     register, activate and roll back (manage scope), and the diff between two."""
 
     permission_classes = [ReadScope]
+    manage_permissions = {
+        "create": "versioning.add_graphversion",
+        "activate": "versioning.activate_graphversion",
+        "rollback": "versioning.activate_graphversion",
+    }
     pagination_class = NewestVersionFirst
     lookup_field = "number"
     lookup_value_regex = r"\d+"
@@ -395,6 +400,12 @@ class ExperimentViewSet(viewsets.GenericViewSet[Experiment]):
     queryset = Experiment.objects.select_related("graph")
     serializer_class = ExperimentSerializer
     pagination_class = NewestExperimentFirst
+    manage_permissions = {
+        "create": "versioning.add_experiment",
+        "start": "versioning.change_experiment",
+        "stop": "versioning.change_experiment",
+        "record": "versioning.change_experiment",
+    }
     lookup_field = "key"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
 
