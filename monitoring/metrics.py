@@ -24,7 +24,8 @@ What the series mean:
   ``SYSTEM_SAMPLE_MAX_AGE``.
 
 Access: anyone when ``LGMON_METRICS_PUBLIC`` is true; otherwise ``Authorization: Bearer``
-with ``LGMON_METRICS_TOKEN`` or an API key holding the read scope, or a signed-in staff user.
+with ``LGMON_METRICS_TOKEN`` or an API key holding the read scope, or a signed-in staff user
+whose role may read (``monitoring.roles``).
 """
 
 from __future__ import annotations
