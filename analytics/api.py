@@ -7,9 +7,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from monitoring.openapi import AUTH_ERRORS, BAD_REQUEST, path_parameter
+from monitoring.openapi import AUTH_ERRORS, BAD_REQUEST, CSV_FORMAT, json_or_csv, path_parameter
+from monitoring.renderers import CSVTableView
 from monitoring.serializers import WindowQuerySerializer
 
 from . import queries
@@ -59,13 +59,17 @@ def _window(params: dict[str, Any]) -> dict[str, Any]:
         summary="Graphs by number of runs",
         parameters=[
             AnalyticsQuerySerializer,
+            CSV_FORMAT,
             OpenApiParameter("graph", exclude=True),
             OpenApiParameter("node", exclude=True),
         ],
-        responses={200: PopularGraphsSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+        responses=json_or_csv(PopularGraphsSerializer, {400: BAD_REQUEST, **AUTH_ERRORS}),
     )
 )
-class PopularGraphsView(APIView):
+class PopularGraphsView(CSVTableView):
+    csv_name = "popular-graphs"
+    csv_columns = ("graph", "runs", "errors")
+
     def get(self, request: Request) -> Response:
         params = _params(request)
         rows = queries.popular_graphs(params["start"], params["end"], params["limit"])
@@ -76,11 +80,18 @@ class PopularGraphsView(APIView):
     get=extend_schema(
         tags=["analytics"],
         summary="Runs and errors per graph and node",
-        parameters=[AnalyticsQuerySerializer, OpenApiParameter("node", exclude=True)],
-        responses={200: NodeUsageListSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+        parameters=[
+            AnalyticsQuerySerializer,
+            CSV_FORMAT,
+            OpenApiParameter("node", exclude=True),
+        ],
+        responses=json_or_csv(NodeUsageListSerializer, {400: BAD_REQUEST, **AUTH_ERRORS}),
     )
 )
-class NodeUsageView(APIView):
+class NodeUsageView(CSVTableView):
+    csv_name = "node-usage"
+    csv_columns = ("graph", "node", "runs", "errors")
+
     def get(self, request: Request) -> Response:
         params = _params(request)
         rows = queries.node_usage(params["start"], params["end"], params.get("graph"))
@@ -94,14 +105,19 @@ class NodeUsageView(APIView):
         parameters=[
             path_parameter("user_id", str, "The user id the SDK reported."),
             AnalyticsQuerySerializer,
+            CSV_FORMAT,
             OpenApiParameter("graph", exclude=True),
             OpenApiParameter("node", exclude=True),
             OpenApiParameter("limit", exclude=True),
         ],
-        responses={200: UserAnalyticsSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+        responses=json_or_csv(UserAnalyticsSerializer, {400: BAD_REQUEST, **AUTH_ERRORS}),
     )
 )
-class UserAnalyticsView(APIView):
+class UserAnalyticsView(CSVTableView):
+    """As CSV: one row, with a ``runs_per_graph.<graph>`` column per graph."""
+
+    csv_name = "user-analytics"
+
     def get(self, request: Request, user_id: str) -> Response:
         params = _params(request)
         return Response(
@@ -115,13 +131,16 @@ class UserAnalyticsView(APIView):
         summary="Distinct users and sessions",
         parameters=[
             AnalyticsQuerySerializer,
+            CSV_FORMAT,
             OpenApiParameter("node", exclude=True),
             OpenApiParameter("limit", exclude=True),
         ],
-        responses={200: ActiveUsersSerializer, 400: BAD_REQUEST, **AUTH_ERRORS},
+        responses=json_or_csv(ActiveUsersSerializer, {400: BAD_REQUEST, **AUTH_ERRORS}),
     )
 )
-class ActiveUsersView(APIView):
+class ActiveUsersView(CSVTableView):
+    csv_name = "active-users"
+
     def get(self, request: Request) -> Response:
         params = _params(request)
         counts = queries.active_users(params["start"], params["end"], params.get("graph"))

@@ -26,6 +26,12 @@ api_v1: list[URLPattern | URLResolver] = [
         monitoring_api.AverageDurationView.as_view(),
         name="average-duration",
     ),
+    path("export/runs.csv", monitoring_api.RunsExportView.as_view(), name="export-runs"),
+    path(
+        "export/node-runs.csv",
+        monitoring_api.NodeRunsExportView.as_view(),
+        name="export-node-runs",
+    ),
     path(
         "analytics/popular-graphs/",
         analytics_api.PopularGraphsView.as_view(),

@@ -1,19 +1,24 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db.models import Case, F, IntegerField, QuerySet, Value, When
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
-from . import alerting
+from versioning.models import Graph
+
+from . import alerting, csv_export
 from .models import (
     Alert,
     AlertRule,
@@ -27,10 +32,12 @@ from .models import (
     NotificationChannel,
     RollupDelta,
     RunRollup,
+    RunStatus,
     Scope,
     SessionActivity,
     Silence,
 )
+from .roles import READ_PERMISSION
 
 
 class ReadOnlyAdminMixin:
@@ -52,6 +59,67 @@ class NodeRunInline(ReadOnlyAdminMixin, admin.TabularInline[NodeRun, GraphRun]):
     can_delete = False
 
 
+def _moment(text: str) -> datetime | None:
+    """A date or time from an admin filter parameter (naive ones in the current zone)."""
+    try:
+        moment = parse_datetime(text)
+        if moment is None and (day := parse_date(text)) is not None:
+            moment = datetime(day.year, day.month, day.day)
+    except ValueError:
+        return None
+    if moment is not None and timezone.is_naive(moment):
+        moment = timezone.make_aware(moment)
+    return moment
+
+
+def _hierarchy_bounds(query: QueryDict) -> tuple[datetime, datetime] | None:
+    """The year, month or day the date hierarchy (on ``started_at``) narrows the list to."""
+    year, month, day = (query.get(f"started_at__{part}", "") for part in ("year", "month", "day"))
+    try:
+        if not year.isdigit():
+            return None
+        if not month.isdigit():
+            start, end = datetime(int(year), 1, 1), datetime(int(year) + 1, 1, 1)
+        elif not day.isdigit():
+            start = datetime(int(year), int(month), 1)
+            end = (start + timedelta(days=32)).replace(day=1)
+        else:
+            start = datetime(int(year), int(month), int(day))
+            end = start + timedelta(days=1)
+    except ValueError:
+        return None
+    return timezone.make_aware(start), timezone.make_aware(end)
+
+
+def _csv_link(request: HttpRequest, url_name: str, graph_param: str) -> dict[str, Any]:
+    """``csv_export_url`` for the changelist template: the export endpoint with the list's
+    graph, status and date filters (the search, if any, is not applied)."""
+    if not request.user.has_perm(READ_PERMISSION):
+        return {}
+    query, params = request.GET, {}
+    if query.get("status__exact") in RunStatus.values:
+        params["status"] = query["status__exact"]
+    graph_id = query.get(graph_param, "")
+    if graph_id.isdigit():
+        name = Graph.objects.filter(id=int(graph_id)).values_list("name", flat=True).first()
+        if name is not None:
+            params["graph"] = name
+    # The date filter's choice and the date hierarchy's: the narrower bounds of the two.
+    since, until = (
+        _moment(query.get("started_at__gte", "")),
+        _moment(query.get("started_at__lt", "")),
+    )
+    if (bounds := _hierarchy_bounds(query)) is not None:
+        since = max(since, bounds[0]) if since else bounds[0]
+        until = min(until, bounds[1]) if until else bounds[1]
+    if since:
+        params["since"] = csv_export.iso_utc(since)
+    if until:
+        params["until"] = csv_export.iso_utc(until)
+    url = reverse(url_name)
+    return {"csv_export_url": f"{url}?{urlencode(params)}" if params else url}
+
+
 @admin.register(GraphRun)
 class GraphRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[GraphRun]):
     list_display = [
@@ -70,6 +138,20 @@ class GraphRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[GraphRun]):
     date_hierarchy = "started_at"
     show_full_result_count = False
     inlines = [NodeRunInline]
+    actions = ["export_csv"]
+    change_list_template = "admin/monitoring/csv_change_list.html"
+
+    @admin.action(description="Export selected as CSV", permissions=["view"])
+    def export_csv(
+        self, request: HttpRequest, queryset: QuerySet[GraphRun]
+    ) -> StreamingHttpResponse:
+        return csv_export.runs_response(queryset)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse | TemplateResponse:
+        context = {**(extra_context or {}), **_csv_link(request, "export-runs", "graph__id__exact")}
+        return super().changelist_view(request, context)
 
 
 @admin.register(NodeRun)
@@ -81,6 +163,20 @@ class NodeRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[NodeRun]):
     date_hierarchy = "started_at"
     show_full_result_count = False
     raw_id_fields = ["graph_run"]
+    actions = ["export_csv"]
+    change_list_template = "admin/monitoring/csv_change_list.html"
+
+    @admin.action(description="Export selected as CSV", permissions=["view"])
+    def export_csv(
+        self, request: HttpRequest, queryset: QuerySet[NodeRun]
+    ) -> StreamingHttpResponse:
+        return csv_export.node_runs_response(queryset)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse | TemplateResponse:
+        link = _csv_link(request, "export-node-runs", "graph_run__graph__id__exact")
+        return super().changelist_view(request, {**(extra_context or {}), **link})
 
     @admin.display(description="graph", ordering="graph_run__graph__name")
     def graph_name(self, obj: NodeRun) -> str:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -15,18 +17,22 @@ from drf_spectacular.utils import (
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import alerting, ingest, rollups
+from . import alerting, csv_export, ingest, rollups
 from .auth import IngestScope, ManageScope, ReadScope, actor
-from .models import Alert, GraphRun
+from .models import Alert, GraphRun, NodeRun
 from .openapi import (
     AUTH_ERRORS,
     BAD_REQUEST,
     CONFLICT,
+    CSV_FILE,
     INGEST_REJECTED,
     NOT_FOUND,
     AverageDurationSerializer,
@@ -43,6 +49,8 @@ from .serializers import (
     AlertSerializer,
     GraphRunSerializer,
     MinutesQuerySerializer,
+    NodeRunExportFilterSerializer,
+    RunExportFilterSerializer,
     RunFilterSerializer,
     SeriesQuerySerializer,
     WindowQuerySerializer,
@@ -319,6 +327,83 @@ class GraphRunViewSet(viewsets.ReadOnlyModelViewSet[GraphRun]):
         if "until" in bounds.validated_data:
             queryset = queryset.filter(started_at__lt=bounds.validated_data["until"])
         return queryset
+
+
+# --- CSV export --------------------------------------------------------------------------------
+
+
+class FirstRenderer(BaseContentNegotiation):
+    """Ignores ``Accept`` and ``?format=``: the exports answer CSV, and their errors JSON."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return next(iter(parsers), None)
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
+class _ExportView(APIView):
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = FirstRenderer
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["export"],
+        summary="Graph runs as CSV",
+        parameters=[RunExportFilterSerializer],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="A header row and one row per graph run, newest first: "
+                + ", ".join(csv_export.RUN_COLUMNS)
+                + " (the number of node runs). "
+                + CSV_FILE,
+            ),
+            400: BAD_REQUEST,
+            **AUTH_ERRORS,
+        },
+    )
+)
+class RunsExportView(_ExportView):
+    """``GET /api/v1/export/runs.csv``: the graph runs matching the filters, streamed."""
+
+    def get(self, request: Request) -> StreamingHttpResponse:
+        filters = RunExportFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = csv_export.filter_runs(GraphRun.objects.all(), filters.validated_data)
+        return csv_export.runs_response(queryset)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["export"],
+        summary="Node runs as CSV",
+        parameters=[NodeRunExportFilterSerializer],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="A header row and one row per node run, newest first: "
+                + ", ".join(csv_export.NODE_RUN_COLUMNS)
+                + " (graph_run_id is the graph run's run_id). "
+                + CSV_FILE,
+            ),
+            400: BAD_REQUEST,
+            **AUTH_ERRORS,
+        },
+    )
+)
+class NodeRunsExportView(_ExportView):
+    """``GET /api/v1/export/node-runs.csv``: the node runs matching the filters, streamed."""
+
+    def get(self, request: Request) -> StreamingHttpResponse:
+        filters = NodeRunExportFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = csv_export.filter_node_runs(NodeRun.objects.all(), filters.validated_data)
+        return csv_export.node_runs_response(queryset)
 
 
 # --- Alerts ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -212,3 +213,32 @@ class AverageDurationSerializer(serializers.Serializer[Any]):
     minutes = serializers.IntegerField()
     runs = serializers.IntegerField()
     average_duration_ms = serializers.FloatField(allow_null=True)
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+
+CSV_FILE = (
+    "Times are ISO 8601 in UTC; text starting with =, +, -, @, a tab or a carriage return has "
+    "a ' put in front, so that spreadsheets do not run it as a formula. Sent as an attachment "
+    "(lgmon-<table>-<date>.csv)."
+)
+CSV_TABLE = OpenApiResponse(
+    OpenApiTypes.STR,
+    description="With format=csv: the table (the results, or the object as one row; nested "
+    "objects as outer.inner columns) with a header row. " + CSV_FILE,
+)
+CSV_FORMAT = OpenApiParameter(
+    "format",
+    str,
+    enum=["json", "csv"],
+    description="json (the default) or csv for the table as a CSV file (also Accept: text/csv).",
+)
+
+
+def json_or_csv(ok: Any, errors: dict[int, OpenApiResponse]) -> dict[Any, Any]:
+    """Responses of a view that answers JSON or, with ``format=csv``, CSV; errors are JSON."""
+    return {
+        (200, "application/json"): ok,
+        (200, "text/csv"): CSV_TABLE,
+        **{(code, "application/json"): response for code, response in errors.items()},
+    }

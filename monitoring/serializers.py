@@ -110,6 +110,43 @@ class RunFilterSerializer(serializers.Serializer[Any]):
     until = serializers.DateTimeField(required=False)
 
 
+class _ExportFilterSerializer(RunFilterSerializer):
+    """The run list's filters, for the CSV exports; empty ones are ignored."""
+
+    graph = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="The graph's name."
+    )
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    session_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()
+        fields["status"].help_text = "Only this status."
+        fields["since"].help_text = "Started at or after this time (ISO 8601)."
+        fields["until"].help_text = "Started before this time (ISO 8601)."
+        return fields
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "since" in attrs and "until" in attrs and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        return attrs
+
+
+class RunExportFilterSerializer(_ExportFilterSerializer):
+    """Filters of the graph run CSV export."""
+
+    version = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+
+class NodeRunExportFilterSerializer(_ExportFilterSerializer):
+    """Filters of the node run CSV export: ``status``, ``since`` and ``until`` are the node
+    run's, ``graph``, ``user_id`` and ``session_id`` its graph run's."""
+
+    node = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="The node's name."
+    )
+
+
 class NodeRunSerializer(serializers.ModelSerializer[NodeRun]):
     class Meta:
         model = NodeRun

@@ -94,12 +94,20 @@ def test_every_operation_declares_its_responses_and_auth(schema: dict[str, Any])
             assert success, where
             for code in success:
                 content = responses[code].get("content", {})
-                assert "application/json" in content, f"{where} {code}"
+                # The CSV exports answer CSV only; everything else JSON (and maybe CSV too).
+                expected = "text/csv" if path.endswith(".csv") else "application/json"
+                assert expected in content, f"{where} {code}"
     paths = schema["paths"]
     assert {"404", "409"} <= paths["/api/v1/alerts/{id}/resolve/"]["post"]["responses"].keys()
     assert "404" in paths["/api/v1/runs/{run_id}/"]["get"]["responses"]
     assert "404" in paths["/api/v1/graphs/{graph_name}/resolve/"]["get"]["responses"]
     assert "400" in paths["/api/v1/stats/"]["get"]["responses"]
+    export = paths["/api/v1/export/runs.csv"]["get"]["responses"]
+    assert list(export["200"]["content"]) == ["text/csv"]
+    assert list(export["400"]["content"]) == ["application/json"]
+    popular = paths["/api/v1/analytics/popular-graphs/"]["get"]["responses"]
+    assert list(popular["200"]["content"]) == ["application/json", "text/csv"]
+    assert list(popular["400"]["content"]) == ["application/json"]
 
 
 def test_query_parameters_and_bodies_are_described(schema: dict[str, Any]) -> None:
@@ -111,6 +119,9 @@ def test_query_parameters_and_bodies_are_described(schema: dict[str, Any]) -> No
     assert {"days", "limit"} <= parameters("/api/v1/analytics/popular-graphs/")
     assert {"state", "severity", "label", "cursor"} <= parameters("/api/v1/alerts/")
     assert {"status", "since", "until", "graph"} <= parameters("/api/v1/runs/")
+    assert {"status", "since", "until", "graph", "user_id"} <= parameters("/api/v1/export/runs.csv")
+    assert "node" in parameters("/api/v1/export/node-runs.csv")
+    assert "format" in parameters("/api/v1/analytics/nodes/")
     assert "against" in parameters("/api/v1/graphs/{graph_name}/versions/{number}/diff/")
     ingest = schema["paths"]["/api/v1/ingest/"]["post"]
     body = ingest["requestBody"]["content"]["application/json"]["schema"]["$ref"]

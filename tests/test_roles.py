@@ -51,6 +51,8 @@ READ = [
     "/api/v1/error-rate/",
     "/api/v1/average-duration/?node=a",
     "/api/v1/runs/",
+    "/api/v1/export/runs.csv",
+    "/api/v1/export/node-runs.csv",
     "/api/v1/graphs/",
     "/api/v1/graphs/support-bot/",
     "/api/v1/graphs/support-bot/versions/",
@@ -67,6 +69,10 @@ READ = [
     "/api/v1/analytics/nodes/",
     "/api/v1/analytics/users/u1/",
     "/api/v1/analytics/active-users/",
+    "/api/v1/analytics/popular-graphs/?format=csv",
+    "/api/v1/analytics/nodes/?format=csv",
+    "/api/v1/analytics/users/u1/?format=csv",
+    "/api/v1/analytics/active-users/?format=csv",
     "/api/schema/",
     "/metrics",
 ]
@@ -162,6 +168,8 @@ ACTIONS = [
     ("/admin/versioning/experiment/", "stop", "operator"),
     ("/admin/monitoring/notificationchannel/", "send_test_notification", "admin"),
     ("/admin/monitoring/apikey/", "revoke", "admin"),
+    ("/admin/monitoring/graphrun/", "export_csv", "viewer"),
+    ("/admin/monitoring/noderun/", "export_csv", "viewer"),
 ]
 PAGES = [
     ("/admin/monitoring/silence/add/", "operator"),
