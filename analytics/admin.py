@@ -60,3 +60,7 @@ class UsageReportAdmin(admin.ModelAdmin[UsageReport]):
                 user=queries.user_analytics(user_id, start, end) if user_id else None,
             )
         return TemplateResponse(request, "admin/analytics/usage.html", context)
+
+
+# The admin home with a box of links to the dashboards (analytics.views) above the apps.
+admin.site.index_template = "admin/analytics/index.html"

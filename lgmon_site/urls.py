@@ -87,6 +87,8 @@ api_v1: list[URLPattern | URLResolver] = [
 ]
 
 urlpatterns = [
+    # Before admin/: the admin's catch-all would answer these paths with its own 404.
+    path("admin/dashboards/", include("analytics.urls", namespace="dashboards")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     re_path(r"^metrics/?$", monitoring_metrics.metrics_view, name="metrics"),

@@ -25,7 +25,7 @@ from django.utils.text import Truncator
 
 from monitoring.models import HourRollup, RunStatus
 
-from . import experiments, services
+from . import experiments, result_charts, services
 from .models import Experiment, Graph, GraphVersion, Variant, VersionEvent
 from .results import METRICS
 from .results import compute as compute_results
@@ -543,7 +543,14 @@ class VersionEventInline(ReadOnlyMixin, admin.TabularInline[VersionEvent, Graph]
 
 @admin.register(Graph)
 class GraphAdmin(admin.ModelAdmin[Graph]):
-    list_display = ["name", "active_version", "runs_24h", "error_rate_24h", "created_at"]
+    list_display = [
+        "name",
+        "active_version",
+        "runs_24h",
+        "error_rate_24h",
+        "created_at",
+        "dashboard_link",
+    ]
     search_fields = ["name", "description"]
     date_hierarchy = "created_at"
     readonly_fields = ["created_at"]
@@ -582,6 +589,11 @@ class GraphAdmin(admin.ModelAdmin[Graph]):
         runs = int(getattr(obj, "runs_24h", 0))
         errors = int(getattr(obj, "errors_24h", 0))
         return f"{100 * errors / runs:.1f}%" if runs else "-"
+
+    @admin.display(description="dashboard")
+    def dashboard_link(self, obj: Graph) -> SafeString:
+        url = reverse("dashboards:graph", args=[obj.name])
+        return format_html('<a href="{}" class="graph-dashboard-link">charts</a>', url)
 
 
 # --- Version history -----------------------------------------------------------------------------
@@ -1072,5 +1084,6 @@ class ExperimentAdmin(admin.ModelAdmin[Experiment]):
         if experiment.variants.exists():
             document = compute_results(experiment, now=timezone.now())
             context.update(has_results=True, **results_context(experiment, document))
+            context["chart_data"] = {"charts": result_charts.charts(document)}
         request.current_app = self.admin_site.name
         return TemplateResponse(request, RESULTS_TEMPLATE, context)
