@@ -130,34 +130,35 @@ def streaming_response(
 # --- runs and node runs -------------------------------------------------------------------------
 
 
+RUN_LOOKUPS = (
+    ("graph", "graph__name"),
+    ("user_id", "user_id"),
+    ("session_id", "session_id"),
+    ("version", "version"),
+)
+NODE_RUN_LOOKUPS = (
+    ("graph", "graph_run__graph__name"),
+    ("user_id", "graph_run__user_id"),
+    ("session_id", "graph_run__session_id"),
+    ("node", "node"),
+)
+
+
 def filter_runs(queryset: QuerySet[GraphRun], params: Mapping[str, Any]) -> QuerySet[GraphRun]:
     """Graph runs matching validated filters (``RunExportFilterSerializer``)."""
-    for name, lookup in (
-        ("graph", "graph__name"),
-        ("user_id", "user_id"),
-        ("session_id", "session_id"),
-        ("version", "version"),
-    ):
-        if params.get(name):
-            queryset = queryset.filter(**{lookup: params[name]})
-    if "status" in params:
-        queryset = queryset.filter(status=params["status"])
-    if "since" in params:
-        queryset = queryset.filter(started_at__gte=params["since"])
-    if "until" in params:
-        queryset = queryset.filter(started_at__lt=params["until"])
-    return queryset
+    return _filtered(queryset, params, RUN_LOOKUPS)
 
 
 def filter_node_runs(queryset: QuerySet[NodeRun], params: Mapping[str, Any]) -> QuerySet[NodeRun]:
     """Node runs matching validated filters (``NodeRunExportFilterSerializer``): ``status``,
     ``since`` and ``until`` are the node run's, the others its graph run's."""
-    for name, lookup in (
-        ("graph", "graph_run__graph__name"),
-        ("user_id", "graph_run__user_id"),
-        ("session_id", "graph_run__session_id"),
-        ("node", "node"),
-    ):
+    return _filtered(queryset, params, NODE_RUN_LOOKUPS)
+
+
+def _filtered(
+    queryset: QuerySet[Any], params: Mapping[str, Any], lookups: Sequence[tuple[str, str]]
+) -> QuerySet[Any]:
+    for name, lookup in lookups:
         if params.get(name):
             queryset = queryset.filter(**{lookup: params[name]})
     if "status" in params:
