@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from django import forms
@@ -120,8 +121,34 @@ def _csv_link(request: HttpRequest, url_name: str, graph_param: str) -> dict[str
     return {"csv_export_url": f"{url}?{urlencode(params)}" if params else url}
 
 
+RunModel = TypeVar("RunModel", GraphRun, NodeRun)
+
+
+class CsvExportAdmin(admin.ModelAdmin[RunModel]):
+    """An "Export selected as CSV" action, and a "Download CSV" link on the change list that
+    exports the list's current filters through the API's export endpoint."""
+
+    actions = ["export_csv"]
+    change_list_template = "admin/monitoring/csv_change_list.html"
+    csv_response: Callable[[QuerySet[RunModel]], StreamingHttpResponse]
+    csv_url_name: str
+    csv_graph_param: str  # the list filter's query parameter for the graph
+
+    @admin.action(description="Export selected as CSV", permissions=["view"])
+    def export_csv(
+        self, request: HttpRequest, queryset: QuerySet[RunModel]
+    ) -> StreamingHttpResponse:
+        return self.csv_response(queryset)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse | TemplateResponse:
+        link = _csv_link(request, self.csv_url_name, self.csv_graph_param)
+        return super().changelist_view(request, {**(extra_context or {}), **link})
+
+
 @admin.register(GraphRun)
-class GraphRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[GraphRun]):
+class GraphRunAdmin(ReadOnlyAdminMixin, CsvExportAdmin[GraphRun]):
     list_display = [
         "run_id",
         "graph",
@@ -138,24 +165,13 @@ class GraphRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[GraphRun]):
     date_hierarchy = "started_at"
     show_full_result_count = False
     inlines = [NodeRunInline]
-    actions = ["export_csv"]
-    change_list_template = "admin/monitoring/csv_change_list.html"
-
-    @admin.action(description="Export selected as CSV", permissions=["view"])
-    def export_csv(
-        self, request: HttpRequest, queryset: QuerySet[GraphRun]
-    ) -> StreamingHttpResponse:
-        return csv_export.runs_response(queryset)
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse | TemplateResponse:
-        context = {**(extra_context or {}), **_csv_link(request, "export-runs", "graph__id__exact")}
-        return super().changelist_view(request, context)
+    csv_response = staticmethod(csv_export.runs_response)
+    csv_url_name = "export-runs"
+    csv_graph_param = "graph__id__exact"
 
 
 @admin.register(NodeRun)
-class NodeRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[NodeRun]):
+class NodeRunAdmin(ReadOnlyAdminMixin, CsvExportAdmin[NodeRun]):
     list_display = ["node", "graph_name", "status", "started_at", "duration_ms", "attempt"]
     list_filter = ["status", "graph_run__graph"]
     list_select_related = ["graph_run__graph"]
@@ -163,20 +179,9 @@ class NodeRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[NodeRun]):
     date_hierarchy = "started_at"
     show_full_result_count = False
     raw_id_fields = ["graph_run"]
-    actions = ["export_csv"]
-    change_list_template = "admin/monitoring/csv_change_list.html"
-
-    @admin.action(description="Export selected as CSV", permissions=["view"])
-    def export_csv(
-        self, request: HttpRequest, queryset: QuerySet[NodeRun]
-    ) -> StreamingHttpResponse:
-        return csv_export.node_runs_response(queryset)
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse | TemplateResponse:
-        link = _csv_link(request, "export-node-runs", "graph_run__graph__id__exact")
-        return super().changelist_view(request, {**(extra_context or {}), **link})
+    csv_response = staticmethod(csv_export.node_runs_response)
+    csv_url_name = "export-node-runs"
+    csv_graph_param = "graph_run__graph__id__exact"
 
     @admin.display(description="graph", ordering="graph_run__graph__name")
     def graph_name(self, obj: NodeRun) -> str:
