@@ -192,31 +192,22 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Periodic tasks: (beat entry, task, NAME of its LGMON_<NAME>_INTERVAL_S setting, default s).
+_PERIODIC = [
+    ("apply-rollup-deltas", "monitoring.tasks.apply_rollup_deltas", "ROLLUP", 2.0),
+    ("prune-raw-data", "monitoring.tasks.prune_raw_data", "PRUNE", 300.0),
+    ("sample-system-metrics", "monitoring.tasks.sample_system_metrics", "SYSTEM_SAMPLE", 30.0),
+    ("evaluate-alerts", "monitoring.tasks.evaluate_alerts", "ALERT_EVAL", 30.0),
+    ("check-experiment-guardrails", "versioning.tasks.check_guardrails", "GUARDRAIL", 60.0),
+    ("deliver-notifications", "monitoring.tasks.deliver_notifications", "DELIVERY", 10.0),
+]
+LGMON_INTERVALS_S = {
+    name: env.float(f"LGMON_{name}_INTERVAL_S", default=default)
+    for _, _, name, default in _PERIODIC
+}
 CELERY_BEAT_SCHEDULE = {
-    "apply-rollup-deltas": {
-        "task": "monitoring.tasks.apply_rollup_deltas",
-        "schedule": timedelta(seconds=env.float("LGMON_ROLLUP_INTERVAL_S", default=2.0)),
-    },
-    "prune-raw-data": {
-        "task": "monitoring.tasks.prune_raw_data",
-        "schedule": timedelta(seconds=env.float("LGMON_PRUNE_INTERVAL_S", default=300.0)),
-    },
-    "sample-system-metrics": {
-        "task": "monitoring.tasks.sample_system_metrics",
-        "schedule": timedelta(seconds=env.float("LGMON_SYSTEM_SAMPLE_INTERVAL_S", default=30.0)),
-    },
-    "evaluate-alerts": {
-        "task": "monitoring.tasks.evaluate_alerts",
-        "schedule": timedelta(seconds=env.float("LGMON_ALERT_EVAL_INTERVAL_S", default=30.0)),
-    },
-    "check-experiment-guardrails": {
-        "task": "versioning.tasks.check_guardrails",
-        "schedule": timedelta(seconds=env.float("LGMON_GUARDRAIL_INTERVAL_S", default=60.0)),
-    },
-    "deliver-notifications": {
-        "task": "monitoring.tasks.deliver_notifications",
-        "schedule": timedelta(seconds=env.float("LGMON_DELIVERY_INTERVAL_S", default=10.0)),
-    },
+    entry: {"task": task, "schedule": timedelta(seconds=LGMON_INTERVALS_S[name])}
+    for entry, task, name, _ in _PERIODIC
 }
 
 # --- lgmon ------------------------------------------------------------------------------
@@ -239,8 +230,7 @@ LGMON_METRICS_PUBLIC = env.bool("LGMON_METRICS_PUBLIC", default=False)
 LGMON_METRICS_TOKEN = env.str("LGMON_METRICS_TOKEN", default="")
 LGMON_METRICS_WINDOW_S = env.float("LGMON_METRICS_WINDOW_S", default=300.0)
 # Alerting: the evaluation tick, delivery retries, and where alert links point.
-LGMON_ALERT_EVAL_INTERVAL_S = env.float("LGMON_ALERT_EVAL_INTERVAL_S", default=30.0)
-LGMON_DELIVERY_INTERVAL_S = env.float("LGMON_DELIVERY_INTERVAL_S", default=10.0)
+LGMON_ALERT_EVAL_INTERVAL_S = LGMON_INTERVALS_S["ALERT_EVAL"]  # ticks are aligned to it
 LGMON_DELIVERY_MAX_ATTEMPTS = env.int("LGMON_DELIVERY_MAX_ATTEMPTS", default=10)
 LGMON_DELIVERY_TIMEOUT_S = env.float("LGMON_DELIVERY_TIMEOUT_S", default=10.0)
 LGMON_PUBLIC_URL = env.str("LGMON_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
