@@ -414,6 +414,14 @@ def _running_experiments() -> list[dict[str, Any]]:
     ]
 
 
+# The small charts per graph: (id suffix, series, title, y unit, legend).
+OVERVIEW_CHARTS = (
+    ("runs", "runs", "runs per minute", "runs/min", "runs/min"),
+    ("errors", "error_rate", "error rate", "%", "error rate %"),
+    ("p95", "p95", "p95 latency", "ms", "p95 ms"),
+)
+
+
 def overview(now: datetime) -> dict[str, Any]:
     """Per graph with runs in the last hour: runs per minute, error rate and p95 per minute
     (small charts), the hour's totals, the active version and its firing alerts; then the open
@@ -452,29 +460,15 @@ def overview(now: datetime) -> dict[str, Any]:
     charts = []
     for position, row in enumerate(graphs):
         series = row.pop("series")
-        ids = {kind: f"overview-{position}-{kind}" for kind in ("runs", "errors", "p95")}
         row["charts"] = own = [
             chart(
-                ids["runs"],
-                f"{row['name']}: runs per minute",
-                "runs/min",
-                [{"label": "runs/min", "data": _points(xs, series["runs"])}],
+                f"overview-{position}-{kind}",
+                f"{row['name']}: {title}",
+                unit,
+                [{"label": label, "data": _points(xs, series[key])}],
                 small=True,
-            ),
-            chart(
-                ids["errors"],
-                f"{row['name']}: error rate",
-                "%",
-                [{"label": "error rate %", "data": _points(xs, series["error_rate"])}],
-                small=True,
-            ),
-            chart(
-                ids["p95"],
-                f"{row['name']}: p95 latency",
-                "ms",
-                [{"label": "p95 ms", "data": _points(xs, series["p95"])}],
-                small=True,
-            ),
+            )
+            for kind, key, title, unit, label in OVERVIEW_CHARTS
         ]
         charts += own
     quiet = Graph.objects.exclude(name__in=[row["name"] for row in graphs]).count()
