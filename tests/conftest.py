@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -79,6 +80,14 @@ def reader_client(db: None) -> APIClient:
 @pytest.fixture
 def admin_user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_superuser("alice", "alice@example.com", "pw")
+
+
+@pytest.fixture
+def admin_client_(admin_user: Any) -> Client:
+    """A browser signed in to the admin as the superuser ``alice``."""
+    client = Client()
+    client.force_login(admin_user)
+    return client
 
 
 def graph_run(

@@ -81,13 +81,6 @@ def alert(graph: str, *, state: str = "firing", fired_at: Any = None, **fields: 
 
 
 @pytest.fixture
-def admin_client_(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
-@pytest.fixture
 def traffic(post_batch: Callable[..., Any]) -> dict[str, Any]:
     """support-bot: 8 runs over the last 20 minutes, 2 failing, with a fast and a slow node;
     research: 3 runs; old-graph: one run two days ago only."""

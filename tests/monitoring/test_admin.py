@@ -15,13 +15,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin_client_(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
-@pytest.fixture
 def stored_run(post_batch: Any) -> GraphRun:
     run = graph_run(nodes=[("retrieve", "success", 12.0), ("answer", "error", 30.0)])
     assert post_batch([run]).status_code == 200

@@ -27,13 +27,6 @@ ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 
 
 @pytest.fixture
-def admin_client_(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
-@pytest.fixture
 def rule() -> AlertRule:
     return AlertRule.objects.create(
         name="Errors", metric="error_rate", threshold=0.1, severity="high"

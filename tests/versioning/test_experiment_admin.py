@@ -34,13 +34,6 @@ def results_url(experiment_id: Any) -> str:
 
 
 @pytest.fixture
-def admin_client_(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
-@pytest.fixture
 def versions() -> list[GraphVersion]:
     """bot v1 and v2, and other v1 (a version of another graph)."""
     return [register("a"), register("a", "b"), register("x", graph="other")]

@@ -37,13 +37,6 @@ def register(*nodes: str, graph: str = "bot", description: str = "") -> GraphVer
 
 
 @pytest.fixture
-def admin_client_(admin_user: Any) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
-@pytest.fixture
 def versions() -> list[GraphVersion]:
     """bot v1 (active), v2 and v3, each adding a node."""
     return [
