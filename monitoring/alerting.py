@@ -288,16 +288,9 @@ def evaluate_tick(now: datetime) -> TickReport | None:
         return None
     report = TickReport(tick_at)
     rules = list(AlertRule.objects.filter(enabled=True))
-    context = _TickContext(
-        tick_at=tick_at,
-        measurements=Measurements(tick_at, rules),
-        silences=active_silences(tick_at),
-        channels=list(NotificationChannel.objects.filter(enabled=True)),
-        open_rules=set(
-            Alert.objects.exclude(state=Alert.State.INACTIVE)
-            .values_list("rule_id", flat=True)
-            .distinct()
-        ),
+    context = _TickContext.at(tick_at, rules)
+    context.open_rules = set(
+        Alert.objects.exclude(state=Alert.State.INACTIVE).values_list("rule_id", flat=True)
     )
     healthy = [rule.id for rule in rules if evaluate_rule(rule, context, report)]
     report.rules = len(rules)
@@ -318,6 +311,16 @@ class _TickContext:
     channels: list[NotificationChannel]
     open_rules: set[int] = field(default_factory=set)
     """Rules with a pending or firing alert when the tick began."""
+
+    @classmethod
+    def at(cls, moment: datetime, rules: Iterable[AlertRule] = ()) -> _TickContext:
+        """What notifications at ``moment`` depend on: active silences, enabled channels."""
+        return cls(
+            tick_at=moment,
+            measurements=Measurements(moment, rules),
+            silences=active_silences(moment),
+            channels=list(NotificationChannel.objects.filter(enabled=True)),
+        )
 
 
 def evaluate_rule(rule: AlertRule, context: _TickContext, report: TickReport) -> bool:
@@ -553,12 +556,7 @@ def resolve(
         if not step.events:
             return False
         if context is None:
-            context = _TickContext(
-                tick_at=now,
-                measurements=Measurements(now),
-                silences=active_silences(now),
-                channels=list(NotificationChannel.objects.filter(enabled=True)),
-            )
+            context = _TickContext.at(now)
         _store(alert.rule, [(alert, step)], context, report or TickReport(now), resolved_by=by)
     return True
 
